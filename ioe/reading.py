@@ -1,0 +1,195 @@
+"""The reading contract (DESIGN.md §3): the one message every connector produces.
+
+Connectors normalise units *before* building a :class:`Reading`, so the streams never guess.
+Validation is strict on purpose: a reading that is wrong here would silently corrupt a
+settlement later, so it is refused with an error that names the field and goes to the
+dead-letter topic instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import orjson
+
+CONTRACT_VERSION = 1
+
+#: 2000-01-01T00:00:00Z: anything earlier is a device with an unset clock.
+MIN_TS_MS = 946_684_800_000
+#: How far in the future a timestamp may be before it is a clock error.
+MAX_FUTURE_MS = 24 * 3600 * 1000
+
+QUALITIES = ("measured", "estimated", "interpolated")
+
+
+class ReadingError(ValueError):
+    """A reading that breaks the contract; ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    device_id: str
+    ts_ms: int
+    source: str
+    community_id: str | None = None
+    power_w: float | None = None
+    energy_wh: float | None = None
+    energy_returned_wh: float | None = None
+    interval_s: int | None = None
+    interval_energy_wh: float | None = None
+    interval_energy_returned_wh: float | None = None
+    voltage_v: float | None = None
+    current_a: float | None = None
+    frequency_hz: float | None = None
+    power_factor: float | None = None
+    status: str | None = None
+    quality: str = "measured"
+    v: int = CONTRACT_VERSION
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any, *, now_ms: int | None = None) -> Reading:
+        """Build a reading from decoded JSON, refusing anything outside the contract."""
+        if not isinstance(data, dict):
+            raise ReadingError("$", f"expected a JSON object, got {type(data).__name__}")
+        unknown = set(data) - _FIELD_NAMES
+        if unknown:
+            raise ReadingError(sorted(unknown)[0], "unknown field")
+        values: dict[str, Any] = {}
+        for name, check in _CHECKS.items():
+            if name in data:
+                values[name] = check(name, data[name])
+        for name in ("device_id", "ts_ms", "source"):
+            if values.get(name) is None:
+                raise ReadingError(name, "required field is missing")
+        if values.get("v", CONTRACT_VERSION) != CONTRACT_VERSION:
+            raise ReadingError("v", f"unsupported contract version {values['v']}")
+        reading = cls(**values)
+        reading.check_time(now_ms)
+        reading.check_interval()
+        return reading
+
+    def check_time(self, now_ms: int | None = None) -> None:
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        if self.ts_ms < MIN_TS_MS:
+            raise ReadingError("ts_ms", f"{self.ts_ms} is before 2000-01-01 (device clock unset?)")
+        if self.ts_ms > now + MAX_FUTURE_MS:
+            raise ReadingError("ts_ms", f"{self.ts_ms} is more than one day in the future")
+
+    def check_interval(self) -> None:
+        has_interval_energy = (
+            self.interval_energy_wh is not None or self.interval_energy_returned_wh is not None
+        )
+        if has_interval_energy and not self.interval_s:
+            raise ReadingError("interval_s", "interval energy given without interval_s")
+        if self.interval_s is not None and self.interval_s <= 0:
+            raise ReadingError("interval_s", "must be positive")
+
+    def validated(self, *, now_ms: int | None = None) -> Reading:
+        """Re-run the contract checks on a reading built directly by a connector."""
+        return Reading.from_dict(self.to_dict(), now_ms=now_ms)
+
+    # -- (de)serialisation --------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Only the fields that carry a value: readings are small and frequent."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def to_json(self) -> bytes:
+        return encode(self)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str, *, now_ms: int | None = None) -> Reading:
+        return decode(raw, now_ms=now_ms)
+
+    def with_community(self, community_id: str | None) -> Reading:
+        return _replace(self, community_id=community_id)
+
+
+def encode(reading: Reading) -> bytes:
+    return orjson.dumps(reading.to_dict())
+
+
+def decode(raw: bytes | str, *, now_ms: int | None = None) -> Reading:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ReadingError("$", f"not valid JSON: {exc}") from None
+    return Reading.from_dict(data, now_ms=now_ms)
+
+
+def _replace(reading: Reading, **changes: Any) -> Reading:
+    data = {f.name: getattr(reading, f.name) for f in fields(reading)}
+    data.update(changes)
+    return Reading(**data)
+
+
+# -- field checks (a table, not a chain of ifs) ----------------------------------------------
+def _str(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ReadingError(name, f"expected a non-empty string, got {value!r}")
+    if len(value) > 200:
+        raise ReadingError(name, "longer than 200 characters")
+    return value
+
+
+def _opt_str(name: str, value: Any) -> str | None:
+    return None if value is None else _str(name, value)
+
+
+def _int(name: str, value: Any) -> int:
+    # bool is an int in Python; a JSON true is never a valid timestamp or count
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ReadingError(name, f"expected an integer, got {value!r}")
+    return value
+
+
+def _opt_int(name: str, value: Any) -> int | None:
+    return None if value is None else _int(name, value)
+
+
+def _opt_float(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ReadingError(name, f"expected a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ReadingError(name, f"must be finite, got {value!r}")
+    return number
+
+
+def _quality(name: str, value: Any) -> str:
+    if value not in QUALITIES:
+        raise ReadingError(name, f"must be one of {', '.join(QUALITIES)}, got {value!r}")
+    return str(value)
+
+
+_CHECKS = {
+    "v": _int,
+    "device_id": _str,
+    "community_id": _opt_str,
+    "ts_ms": _int,
+    "source": _str,
+    "power_w": _opt_float,
+    "energy_wh": _opt_float,
+    "energy_returned_wh": _opt_float,
+    "interval_s": _opt_int,
+    "interval_energy_wh": _opt_float,
+    "interval_energy_returned_wh": _opt_float,
+    "voltage_v": _opt_float,
+    "current_a": _opt_float,
+    "frequency_hz": _opt_float,
+    "power_factor": _opt_float,
+    "status": _opt_str,
+    "quality": _quality,
+}
+_FIELD_NAMES = frozenset(f.name for f in fields(Reading))
+assert set(_CHECKS) == _FIELD_NAMES, "every contract field needs a check"

@@ -1,0 +1,410 @@
+"""The community registry: communities, members, plants, devices and coefficient schedules.
+
+Authored as YAML (see ``infra/examples/community.yaml``) plus the official coefficient files,
+validated here with messages that name the file and line, and published to the compacted topic
+``ioe.registry`` (one message per community) so every service follows changes without restart.
+
+Every member and plant also owns an implicit device ``datadis:<CUPS>``: the distributor's
+official meter, fed by the Datadis connector.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from ioe.coefficients import (
+    CoefficientError,
+    CoefficientSchedule,
+    in_force,
+    normalize_cups,
+    parse_file,
+    parse_text,
+    schedule_from_dict,
+    schedule_to_dict,
+)
+
+ROLES = ("consumption", "generation", "grid", "storage")
+REGISTRY_FORMAT = 1
+
+
+class RegistryError(ValueError):
+    """A registry that cannot be used; the message starts with ``file:line``."""
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str
+    name: str
+    cups: str
+    contracted_power_kw: float
+    tariff: str = "2.0TD"
+
+
+@dataclass(frozen=True)
+class Plant:
+    id: str
+    name: str
+    cups: str | None
+    peak_power_kw: float
+    latitude: float
+    longitude: float
+    tilt_deg: float = 30.0
+    azimuth_deg: float = 180.0
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    community_id: str
+    role: str
+    member_id: str | None = None
+    plant_id: str | None = None
+    #: free-form connector details: {"type": "mqtt", "decoder": "shelly-gen1", ...}
+    protocol: Mapping[str, Any] = field(default_factory=dict)
+    #: seconds between readings in normal operation (staleness / offline detection)
+    expected_interval_s: float = 10.0
+    #: rated power in W (inverters: AC rating), for plausibility checks
+    rated_power_w: float | None = None
+
+
+@dataclass(frozen=True)
+class Community:
+    id: str
+    name: str
+    cau: str | None
+    timezone: str
+    latitude: float
+    longitude: float
+    members: tuple[Member, ...]
+    plants: tuple[Plant, ...]
+    devices: tuple[Device, ...]
+    schedules: tuple[CoefficientSchedule, ...]
+    prices: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_members", {m.id: m for m in self.members})
+        object.__setattr__(self, "_by_cups", {m.cups: m for m in self.members})
+        object.__setattr__(self, "_devices", {d.id: d for d in self.devices})
+
+    def member(self, member_id: str) -> Member | None:
+        return self._members.get(member_id)  # type: ignore[attr-defined,no-any-return]
+
+    def member_by_cups(self, cups: str) -> Member | None:
+        found = self._by_cups.get(cups)  # type: ignore[attr-defined]
+        if found is None:
+            found = next((m for m in self.members if m.cups[:20] == cups[:20]), None)
+        return found  # type: ignore[no-any-return]
+
+    def device(self, device_id: str) -> Device | None:
+        return self._devices.get(device_id)  # type: ignore[attr-defined,no-any-return]
+
+    def devices_of_member(self, member_id: str) -> list[Device]:
+        return [d for d in self.devices if d.member_id == member_id]
+
+    def generation_devices(self) -> list[Device]:
+        return [d for d in self.devices if d.role == "generation"]
+
+    @property
+    def peak_power_kw(self) -> float:
+        return sum(p.peak_power_kw for p in self.plants)
+
+    def schedule_at(self, ts_ms: int) -> CoefficientSchedule | None:
+        return in_force(self.schedules, ts_ms, self.timezone)
+
+    def coefficient(self, member_id: str, ts_ms: int) -> float:
+        """β of a member for the hour containing ``ts_ms`` (0 when no schedule covers it)."""
+        member = self.member(member_id)
+        schedule = self.schedule_at(ts_ms)
+        if member is None or schedule is None:
+            return 0.0
+        return schedule.beta(member.cups, ts_ms, self.timezone)
+
+    # -- wire format (ioe.registry) ------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": REGISTRY_FORMAT, "id": self.id, "name": self.name, "cau": self.cau,
+            "timezone": self.timezone, "latitude": self.latitude, "longitude": self.longitude,
+            "prices": dict(self.prices),
+            "members": [vars(m) for m in self.members],
+            "plants": [vars(p) for p in self.plants],
+            "devices": [{**vars(d), "protocol": dict(d.protocol)} for d in self.devices],
+            "schedules": [schedule_to_dict(s) for s in self.schedules],
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Community:
+        return cls(
+            id=data["id"], name=data["name"], cau=data.get("cau"), timezone=data["timezone"],
+            latitude=data["latitude"], longitude=data["longitude"],
+            members=tuple(Member(**m) for m in data["members"]),
+            plants=tuple(Plant(**p) for p in data["plants"]),
+            devices=tuple(Device(**d) for d in data["devices"]),
+            schedules=tuple(schedule_from_dict(s) for s in data["schedules"]),
+            prices=data.get("prices", {}),
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Community:
+        return cls.from_dict(orjson.loads(raw))
+
+
+@dataclass
+class Registry:
+    communities: dict[str, Community] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._reindex()
+
+    def _reindex(self) -> None:
+        self._devices: dict[str, Device] = {}
+        for community in self.communities.values():
+            for device in community.devices:
+                self._devices[device.id] = device
+
+    def put(self, community: Community) -> None:
+        """Add or replace a community (as when a newer registry message arrives)."""
+        self.communities[community.id] = community
+        self._reindex()
+
+    def remove(self, community_id: str) -> None:
+        self.communities.pop(community_id, None)
+        self._reindex()
+
+    def device(self, device_id: str) -> Device | None:
+        return self._devices.get(device_id)
+
+    def community(self, community_id: str) -> Community | None:
+        return self.communities.get(community_id)
+
+    def community_of_device(self, device_id: str) -> str | None:
+        device = self._devices.get(device_id)
+        return device.community_id if device else None
+
+    def devices(self) -> Iterable[Device]:
+        return self._devices.values()
+
+
+# -- YAML loading with line numbers -----------------------------------------------------------
+class _LineDict(dict):  # type: ignore[type-arg]
+    line: int = 0
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
+    result = _LineDict(loader.construct_mapping(node, deep=True))
+    result.line = node.start_mark.line + 1
+    return result
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _line(obj: Any) -> int:
+    return getattr(obj, "line", 0)
+
+
+class _Checker:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, obj: Any, message: str) -> RegistryError:
+        return RegistryError(f"{self.source}:{_line(obj)}: {message}")
+
+    def get(self, obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
+            default: Any = ..., what: str = "") -> Any:
+        if key not in obj:
+            if default is ...:
+                raise self.fail(obj, f"{what}missing required key {key!r}")
+            return default
+        value = obj[key]
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise self.fail(obj, f"{what}{key!r} must be {_kind_name(kind)}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(obj, f"{what}{key!r} must be finite")
+        return value
+
+    def cups(self, obj: Mapping[str, Any], key: str = "cups", what: str = "") -> str:
+        value = self.get(obj, key, str, what=what)
+        try:
+            return normalize_cups(value)
+        except CoefficientError as exc:
+            raise self.fail(obj, f"{what}{exc}") from None
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join({"str": "a string", "int": "an integer", "float": "a number",
+                        "list": "a list", "dict": "a mapping"}.get(k.__name__, k.__name__)
+                       for k in kinds)
+
+
+NUMBER = (int, float)
+
+
+def load_registry(path: str | Path) -> Registry:
+    """Load and validate a registry YAML file (and the coefficient files it names)."""
+    path = Path(path)
+    try:
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{path}: not valid YAML: {exc}") from None
+    return parse_registry(document, source=str(path), base_dir=path.parent)
+
+
+def parse_registry(document: Any, *, source: str = "<registry>",
+                   base_dir: Path | None = None) -> Registry:
+    check = _Checker(source)
+    if not isinstance(document, dict) or "communities" not in document:
+        raise RegistryError(f"{source}:1: expected a mapping with a 'communities' list")
+    communities = check.get(document, "communities", list)
+    registry = Registry()
+    seen_devices: dict[str, str] = {}
+    for raw in communities:
+        if not isinstance(raw, dict):
+            raise check.fail(document, "each community must be a mapping")
+        community = _parse_community(raw, check, base_dir or Path("."))
+        if community.id in registry.communities:
+            raise check.fail(raw, f"duplicate community {community.id!r}")
+        for device in community.devices:
+            if device.id in seen_devices:
+                raise check.fail(raw, f"device {device.id!r} appears in communities "
+                                      f"{seen_devices[device.id]!r} and {community.id!r}")
+            seen_devices[device.id] = community.id
+        registry.put(community)
+    return registry
+
+
+def _parse_community(raw: dict[str, Any], check: _Checker, base_dir: Path) -> Community:
+    cid = check.get(raw, "id", str)
+    what = f"community {cid}: "
+    timezone = check.get(raw, "timezone", str, "Europe/Madrid", what)
+    location = check.get(raw, "location", dict, {}, what)
+    members: list[Member] = []
+    member_ids: set[str] = set()
+    cups_seen: dict[str, int] = {}
+    for m in check.get(raw, "members", list, what=what):
+        mid = check.get(m, "id", str, what=what)
+        if mid in member_ids:
+            raise check.fail(m, f"{what}duplicate member {mid!r}")
+        cups = check.cups(m, what=f"{what}member {mid}: ")
+        if cups in cups_seen:
+            raise check.fail(m, f"{what}CUPS {cups} already used by another member "
+                                f"(line {cups_seen[cups]})")
+        cups_seen[cups] = _line(m)
+        member_ids.add(mid)
+        members.append(Member(
+            id=mid, name=check.get(m, "name", str, mid, what), cups=cups,
+            contracted_power_kw=float(check.get(m, "contracted_power_kw", NUMBER, what=what)),
+            tariff=check.get(m, "tariff", str, "2.0TD", what)))
+    plants: list[Plant] = []
+    for p in check.get(raw, "plants", list, [], what):
+        pid = check.get(p, "id", str, what=what)
+        ploc = check.get(p, "location", dict, location, what)
+        plants.append(Plant(
+            id=pid, name=check.get(p, "name", str, pid, what),
+            cups=check.cups(p, what=f"{what}plant {pid}: ") if "cups" in p else None,
+            peak_power_kw=float(check.get(p, "peak_power_kw", NUMBER, what=what)),
+            latitude=float(check.get(ploc, "latitude", NUMBER, what=what)),
+            longitude=float(check.get(ploc, "longitude", NUMBER, what=what)),
+            tilt_deg=float(check.get(p, "tilt_deg", NUMBER, 30.0, what)),
+            azimuth_deg=float(check.get(p, "azimuth_deg", NUMBER, 180.0, what))))
+    plant_ids = {p.id for p in plants}
+    devices: list[Device] = []
+    device_ids: dict[str, int] = {}
+    for d in check.get(raw, "devices", list, [], what):
+        did = check.get(d, "id", str, what=what)
+        if did in device_ids:
+            raise check.fail(d, f"{what}duplicate device {did!r} (first at line "
+                                f"{device_ids[did]})")
+        device_ids[did] = _line(d)
+        role = check.get(d, "role", str, what=what)
+        if role not in ROLES:
+            raise check.fail(d, f"{what}device {did}: role must be one of {', '.join(ROLES)}")
+        member = check.get(d, "member", str, None, what)
+        plant = check.get(d, "plant", str, None, what)
+        if member is not None and member not in member_ids:
+            raise check.fail(d, f"{what}device {did} points at unknown member {member!r}")
+        if plant is not None and plant not in plant_ids:
+            raise check.fail(d, f"{what}device {did} points at unknown plant {plant!r}")
+        if member is None and plant is None:
+            raise check.fail(d, f"{what}device {did} needs a 'member' or a 'plant'")
+        rated = check.get(d, "rated_power_w", NUMBER, None, what)
+        devices.append(Device(
+            id=did, community_id=cid, role=role, member_id=member, plant_id=plant,
+            protocol=dict(check.get(d, "protocol", dict, {}, what)),
+            expected_interval_s=float(check.get(d, "expected_interval_s", NUMBER, 10.0, what)),
+            rated_power_w=float(rated) if rated is not None else None))
+    for member in members:  # the distributor's official meter of every member and plant
+        devices.append(Device(id=f"datadis:{member.cups}", community_id=cid, role="consumption",
+                              member_id=member.id, protocol={"type": "datadis"},
+                              expected_interval_s=3600.0))
+    for plant in plants:
+        if plant.cups:
+            devices.append(Device(id=f"datadis:{plant.cups}", community_id=cid,
+                                  role="generation", plant_id=plant.id,
+                                  protocol={"type": "datadis"}, expected_interval_s=3600.0))
+    schedules = [_parse_schedule(s, check, base_dir, what)
+                 for s in check.get(raw, "coefficients", list, [], what)]
+    member_cups = {m.cups for m in members}
+    for schedule, s in zip(schedules, check.get(raw, "coefficients", list, [], what), strict=True):
+        unknown = [c for c in schedule.by_cups if c not in member_cups]
+        if unknown:
+            raise check.fail(s, f"{what}coefficient file names CUPS {unknown[0]} that is not "
+                                "a member")
+    prices = check.get(raw, "prices", dict, {}, what)
+    return Community(
+        id=cid, name=check.get(raw, "name", str, cid, what),
+        cau=check.get(raw, "cau", str, None, what), timezone=timezone,
+        latitude=float(check.get(location, "latitude", NUMBER, 40.4, what)),
+        longitude=float(check.get(location, "longitude", NUMBER, -3.7, what)),
+        members=tuple(members), plants=tuple(plants), devices=tuple(devices),
+        schedules=tuple(sorted(schedules, key=lambda s: s.effective_from)),
+        prices={k: float(v) for k, v in prices.items()})
+
+
+def _parse_schedule(raw: dict[str, Any], check: _Checker, base_dir: Path,
+                    what: str) -> CoefficientSchedule:
+    effective = raw.get("effective_from")
+    if isinstance(effective, str):
+        try:
+            effective = date.fromisoformat(effective)
+        except ValueError:
+            raise check.fail(raw, f"{what}effective_from {effective!r} is not YYYY-MM-DD") from None
+    if not isinstance(effective, date):
+        raise check.fail(raw, f"{what}coefficients need 'effective_from: YYYY-MM-DD'")
+    try:
+        if "file" in raw:
+            file = base_dir / check.get(raw, "file", str, what=what)
+            return parse_file(file, effective_from=effective, year=raw.get("year"))
+        if "static" in raw:
+            table = check.get(raw, "static", dict, what=what)
+            text = "\n".join(f"{cups};{float(beta):.6f}".replace(".", ",")
+                             for cups, beta in table.items())
+            return parse_text(text, source=f"{check.source}:{_line(raw)}",
+                              effective_from=effective)
+    except CoefficientError as exc:
+        raise RegistryError(f"{exc} (coefficients at {check.source}:{_line(raw)})") from None
+    raise check.fail(raw, f"{what}coefficients need a 'file' or a 'static' table")
+
+
+def registry_from_messages(values: Iterable[bytes | None]) -> Registry:
+    """Rebuild a registry from the values of ``ioe.registry`` (None = tombstone)."""
+    registry = Registry()
+    for value in values:
+        if value:
+            registry.put(Community.from_json(value))
+    return registry

@@ -1,0 +1,401 @@
+"""The local stack: Kafka (KRaft), ClickHouse and Mosquitto as real servers, no Docker.
+
+``ioe stack up`` is idempotent: a server that already answers on its port is reused (and then
+never stopped by ``ioe stack down``, which only stops what it started, tracked by pid files under
+``.local/<server>/``). Each server is described by one :class:`Server` entry in :data:`SERVERS`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ioe.settings import ROOT, Settings, get_settings
+
+#: Debian packages each server needs, and the binary that proves the package is there.
+SYSTEM_PACKAGES: dict[str, tuple[str, str]] = {
+    "java": ("openjdk-17-jre-headless", "java"),
+    "maven": ("maven", "mvn"),
+    "clickhouse": ("clickhouse-server", "clickhouse-server"),
+    "clickhouse-client": ("clickhouse-client", "clickhouse-client"),
+    "mosquitto": ("mosquitto", "mosquitto"),
+}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    port: int
+    describe: str
+    start: Callable[[Settings, Path], subprocess.Popen[bytes]]
+    healthy: Callable[[Settings], bool]
+    startup_timeout_s: float = 90.0
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _spawn(cmd: list[str], log_path: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child process
+    return subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        cwd=str(cwd) if cwd else None, start_new_session=True,
+    )
+
+
+def ensure_system_packages(names: list[str] | None = None) -> None:
+    """Install missing Debian packages when root; otherwise say exactly what to run."""
+    missing = [pkg for key, (pkg, binary) in SYSTEM_PACKAGES.items()
+               if (names is None or key in names) and shutil.which(binary) is None
+               and not Path("/usr/sbin", binary).exists()]
+    if not missing:
+        return
+    command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    if os.geteuid() != 0:
+        raise StackError("missing system packages; run:\n  sudo apt-get update && sudo "
+                         + " ".join(command))
+    print(f"installing {' '.join(missing)} with apt-get …", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+# -- Kafka ---------------------------------------------------------------------------------------
+KAFKA_POM = ROOT / "infra" / "kafka" / "pom.xml"
+
+
+def kafka_libs(local: Path) -> Path:
+    """Resolve the broker's jars with Maven once; a hash of the pom decides when to refresh."""
+    libs = local / "kafka" / "libs"
+    stamp = local / "kafka" / "libs.sha256"
+    digest = hashlib.sha256(KAFKA_POM.read_bytes()).hexdigest()
+    if libs.is_dir() and stamp.exists() and stamp.read_text() == digest:
+        return libs
+    ensure_system_packages(["java", "maven"])
+    print("resolving Kafka jars from Maven Central (first run only) …", flush=True)
+    if libs.exists():
+        shutil.rmtree(libs)
+    subprocess.run(
+        ["mvn", "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
+         f"-DoutputDirectory={libs}"],
+        check=True,
+    )
+    stamp.write_text(digest)
+    return libs
+
+
+def _kafka_properties(settings: Settings, data: Path) -> str:
+    host, _, port = settings.kafka_bootstrap.partition(":")
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@{host}:{int(port) + 1}",
+        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{int(port) + 1}",
+        f"advertised.listeners=PLAINTEXT://{host}:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+        f"log.dirs={data}",
+        f"num.partitions={settings.partitions}",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=12",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=true",
+        "message.max.bytes=16777216",
+        "replica.fetch.max.bytes=16777216",
+        "log.retention.hours=168",
+        "log.segment.bytes=67108864",
+        "",
+    ])
+
+
+def _log4j2(local: Path) -> Path:
+    path = local / "kafka" / "log4j2.properties"
+    path.write_text(
+        "status = warn\n"
+        "appender.console.type = Console\nappender.console.name = STDOUT\n"
+        "appender.console.layout.type = PatternLayout\n"
+        "appender.console.layout.pattern = [%d] %p %m (%c)%n\n"
+        "rootLogger.level = WARN\nrootLogger.appenderRefs = stdout\n"
+        "rootLogger.appenderRef.stdout.ref = STDOUT\n"
+        "logger.kafka.name = kafka.server.KafkaServer\nlogger.kafka.level = INFO\n"
+    )
+    return path
+
+
+def start_kafka(settings: Settings, local: Path) -> subprocess.Popen[bytes]:
+    libs = kafka_libs(local)
+    base = local / "kafka"
+    data = base / "data"
+    props = base / "server.properties"
+    props.write_text(_kafka_properties(settings, data))
+    log4j = _log4j2(local)
+    java = ["java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                        "-c", str(props)], check=True, stdout=subprocess.DEVNULL)
+    return _spawn([*java, "kafka.Kafka", str(props)], base / "kafka.log")
+
+
+def kafka_healthy(settings: Settings) -> bool:
+    host, _, port = settings.kafka_bootstrap.partition(":")
+    if not port_open(host, int(port)):
+        return False
+    try:
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                 request_timeout_ms=5000)
+        try:
+            admin.list_topics()
+        finally:
+            admin.close()
+        return True
+    except Exception:
+        return False
+
+
+# -- ClickHouse ----------------------------------------------------------------------------------
+def _clickhouse_config(settings: Settings, base: Path) -> Path:
+    data = base / "data"
+    for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    users = base / "users.xml"
+    users.write_text(
+        "<?xml version=\"1.0\"?>\n<yandex>\n"
+        "  <profiles><default><max_memory_usage>4000000000</max_memory_usage>"
+        "<load_balancing>random</load_balancing></default></profiles>\n"
+        "  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip>"
+        "</networks><profile>default</profile><quota>default</quota></default></users>\n"
+        "  <quotas><default><interval><duration>3600</duration><queries>0</queries>"
+        "<errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows>"
+        "<execution_time>0</execution_time></interval></default></quotas>\n</yandex>\n"
+    )
+    config = base / "config.xml"
+    config.write_text(f"""<?xml version="1.0"?>
+<yandex>
+  <logger>
+    <level>warning</level>
+    <log>{base}/log/clickhouse-server.log</log>
+    <errorlog>{base}/log/clickhouse-server.err.log</errorlog>
+    <size>50M</size>
+    <count>2</count>
+  </logger>
+  <http_port>{settings.clickhouse_http_port}</http_port>
+  <tcp_port>{settings.clickhouse_port}</tcp_port>
+  <listen_host>{settings.clickhouse_host}</listen_host>
+  <max_connections>256</max_connections>
+  <keep_alive_timeout>3</keep_alive_timeout>
+  <max_concurrent_queries>100</max_concurrent_queries>
+  <uncompressed_cache_size>268435456</uncompressed_cache_size>
+  <mark_cache_size>268435456</mark_cache_size>
+  <path>{data}/</path>
+  <tmp_path>{base}/tmp/</tmp_path>
+  <user_files_path>{base}/user_files/</user_files_path>
+  <format_schema_path>{base}/format_schemas/</format_schema_path>
+  <users_config>{users}</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>UTC</timezone>
+  <mlock_executable>false</mlock_executable>
+  <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
+  <max_session_timeout>3600</max_session_timeout>
+  <default_session_timeout>60</default_session_timeout>
+</yandex>
+""")
+    return config
+
+
+def start_clickhouse(settings: Settings, local: Path) -> subprocess.Popen[bytes]:
+    ensure_system_packages(["clickhouse", "clickhouse-client"])
+    base = local / "clickhouse"
+    config = _clickhouse_config(settings, base)
+    binary = shutil.which("clickhouse-server") or "/usr/sbin/clickhouse-server"
+    return _spawn([binary, f"--config-file={config}"], base / "stdout.log", cwd=base)
+
+
+def clickhouse_healthy(settings: Settings) -> bool:
+    url = f"http://{settings.clickhouse_host}:{settings.clickhouse_http_port}/ping"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+            return bool(response.read().strip() == b"Ok.") and port_open(
+                settings.clickhouse_host, settings.clickhouse_port)
+    except OSError:
+        return False
+
+
+# -- Mosquitto -----------------------------------------------------------------------------------
+def start_mosquitto(settings: Settings, local: Path) -> subprocess.Popen[bytes]:
+    ensure_system_packages(["mosquitto"])
+    base = local / "mosquitto"
+    base.mkdir(parents=True, exist_ok=True)
+    conf = base / "mosquitto.conf"
+    user = "root" if os.geteuid() == 0 else os.environ.get("USER", "root")
+    conf.write_text("\n".join([
+        f"listener {settings.mqtt_port} {settings.mqtt_host}",
+        "allow_anonymous true",
+        f"user {user}",
+        "persistence true",
+        f"persistence_location {base}/",
+        "autosave_interval 5",
+        # persistent sessions keep what arrives while a subscriber is away: allow a lot
+        "max_queued_messages 1000000",
+        "max_inflight_messages 100",
+        "log_dest stdout",
+        "log_type error",
+        "log_type warning",
+        "",
+    ]))
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    return _spawn([binary, "-c", str(conf)], base / "mosquitto.log")
+
+
+def mosquitto_healthy(settings: Settings) -> bool:
+    if not port_open(settings.mqtt_host, settings.mqtt_port):
+        return False
+    try:
+        with socket.create_connection((settings.mqtt_host, settings.mqtt_port), timeout=2) as s:
+            # MQTT 3.1.1 CONNECT, clean session, keepalive 10 s, client id "ioe-health"
+            client_id = b"ioe-health"
+            var = b"\x00\x04MQTT\x04\x02\x00\x0a"
+            body = var + len(client_id).to_bytes(2, "big") + client_id
+            s.sendall(bytes([0x10, len(body)]) + body)
+            answer = s.recv(4)
+            s.sendall(b"\xe0\x00")  # DISCONNECT
+            return answer[:1] == b"\x20" and answer[3:4] == b"\x00"
+    except OSError:
+        return False
+
+
+SERVERS: tuple[Server, ...] = (
+    Server("kafka", 9092, "Apache Kafka (KRaft)", start_kafka, kafka_healthy, 120.0),
+    Server("clickhouse", 9000, "ClickHouse", start_clickhouse, clickhouse_healthy, 60.0),
+    Server("mosquitto", 1883, "Mosquitto MQTT", start_mosquitto, mosquitto_healthy, 30.0),
+)
+
+
+def _where(server: Server, settings: Settings) -> str:
+    return {
+        "kafka": settings.kafka_bootstrap,
+        "clickhouse": f"{settings.clickhouse_host}:{settings.clickhouse_port} (native), "
+                      f"http://{settings.clickhouse_host}:{settings.clickhouse_http_port}",
+        "mosquitto": f"{settings.mqtt_host}:{settings.mqtt_port}",
+    }[server.name]
+
+
+def _pid_file(local: Path, server: Server) -> Path:
+    return local / server.name / "pid"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:  # a zombie is not alive
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        return state != "Z"
+    except OSError:
+        return True
+
+
+# -- commands ------------------------------------------------------------------------------------
+def up(settings: Settings | None = None, only: list[str] | None = None,
+       out: Callable[[str], None] = print) -> None:
+    settings = settings or get_settings()
+    local = settings.local_dir
+    local.mkdir(parents=True, exist_ok=True)
+    started: list[tuple[Server, subprocess.Popen[bytes]]] = []
+    for server in SERVERS:
+        if only and server.name not in only:
+            continue
+        if server.healthy(settings):
+            out(f"{server.name:<11} already running  {_where(server, settings)}")
+            continue
+        pid_file = _pid_file(local, server)
+        if pid_file.exists():
+            old = int(pid_file.read_text() or 0)
+            if old and _pid_alive(old):  # ours but not answering yet: wait for it below
+                started.append((server, None))  # type: ignore[arg-type]
+                continue
+        proc = server.start(settings, local)
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(str(proc.pid))
+        started.append((server, proc))
+    for server, proc in started:
+        deadline = time.monotonic() + server.startup_timeout_s
+        while not server.healthy(settings):
+            if proc is not None and proc.poll() is not None:
+                raise StackError(f"{server.name} exited with {proc.returncode}; see "
+                                 f"{local / server.name}")
+            if time.monotonic() > deadline:
+                raise StackError(f"{server.name} not healthy after {server.startup_timeout_s}s;"
+                                 f" see {local / server.name}")
+            time.sleep(0.5)
+        out(f"{server.name:<11} started          {_where(server, settings)}")
+
+
+def down(settings: Settings | None = None, out: Callable[[str], None] = print) -> None:
+    settings = settings or get_settings()
+    for server in reversed(SERVERS):
+        pid_file = _pid_file(settings.local_dir, server)
+        if not pid_file.exists():
+            out(f"{server.name:<11} not started by ioe (left alone)")
+            continue
+        pid = int(pid_file.read_text() or 0)
+        if pid and _pid_alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if _pid_alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        pid_file.unlink(missing_ok=True)
+        out(f"{server.name:<11} stopped")
+
+
+def status(settings: Settings | None = None, out: Callable[[str], None] = print) -> bool:
+    settings = settings or get_settings()
+    all_ok = True
+    for server in SERVERS:
+        ok = server.healthy(settings)
+        all_ok &= ok
+        owner = "ioe" if _pid_file(settings.local_dir, server).exists() else "external"
+        state = "healthy" if ok else "DOWN"
+        out(f"{server.name:<11} {state:<8} {_where(server, settings)}"
+            + (f"  (started by {owner})" if ok else ""))
+    return all_ok
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use
+    up()
+    sys.exit(0 if status() else 1)

@@ -1,0 +1,44 @@
+"""The Kafka topics of the system (DESIGN.md §2), as a table.
+
+Keys: readings, balances and anomalies are keyed by ``community_id`` so one worker owns a
+whole community; the registry is compacted and keyed by community so the latest version of
+each community is all a new consumer needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+READINGS = "ioe.readings"
+LIVE = "ioe.live"
+BALANCES = "ioe.balances"
+ANOMALIES = "ioe.anomalies"
+DEADLETTER = "ioe.deadletter"
+REGISTRY = "ioe.registry"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    purpose: str
+    #: None = the configured default partition count
+    partitions: int | None = None
+    config: dict[str, str] = field(default_factory=dict)
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(READINGS, "community_id", "normalized readings from every connector",
+              config={"retention.ms": str(14 * 24 * 3600 * 1000)}),
+    TopicSpec(LIVE, "community_id", "live member and community values for the dashboards",
+              config={"retention.ms": str(6 * 3600 * 1000)}),
+    TopicSpec(BALANCES, "community_id", "15 min and hourly member balances (versioned)"),
+    TopicSpec(ANOMALIES, "community_id", "alarm lifecycle events"),
+    TopicSpec(DEADLETTER, "source", "input that could not be used, with the reason",
+              config={"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    TopicSpec(REGISTRY, "community_id", "latest registry document of each community",
+              partitions=1,
+              config={"cleanup.policy": "compact", "max.message.bytes": str(16 * 1024 * 1024)}),
+)
+
+BY_NAME = {spec.name: spec for spec in TOPICS}
