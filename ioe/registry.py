@@ -197,7 +197,10 @@ class Registry:
 
 # -- YAML loading with line numbers -----------------------------------------------------------
 class _LineDict(dict):  # type: ignore[type-arg]
+    """A mapping that remembers its own line and the line of each of its keys."""
+
     line: int = 0
+    key_lines: dict[str, int]
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -207,13 +210,16 @@ class _LineLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
     result = _LineDict(loader.construct_mapping(node, deep=True))
     result.line = node.start_mark.line + 1
+    result.key_lines = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
     return result
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _line(obj: Any) -> int:
+def _line(obj: Any, key: str | None = None) -> int:
+    if key is not None and key in getattr(obj, "key_lines", {}):
+        return int(obj.key_lines[key])
     return getattr(obj, "line", 0)
 
 
@@ -221,8 +227,8 @@ class _Checker:
     def __init__(self, source: str) -> None:
         self.source = source
 
-    def fail(self, obj: Any, message: str) -> RegistryError:
-        return RegistryError(f"{self.source}:{_line(obj)}: {message}")
+    def fail(self, obj: Any, message: str, key: str | None = None) -> RegistryError:
+        return RegistryError(f"{self.source}:{_line(obj, key)}: {message}")
 
     def get(self, obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
             default: Any = ..., what: str = "") -> Any:
@@ -232,9 +238,9 @@ class _Checker:
             return default
         value = obj[key]
         if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-            raise self.fail(obj, f"{what}{key!r} must be {_kind_name(kind)}, got {value!r}")
+            raise self.fail(obj, f"{what}{key!r} must be {_kind_name(kind)}, got {value!r}", key)
         if isinstance(value, float) and not math.isfinite(value):
-            raise self.fail(obj, f"{what}{key!r} must be finite")
+            raise self.fail(obj, f"{what}{key!r} must be finite", key)
         return value
 
     def cups(self, obj: Mapping[str, Any], key: str = "cups", what: str = "") -> str:
@@ -242,7 +248,7 @@ class _Checker:
         try:
             return normalize_cups(value)
         except CoefficientError as exc:
-            raise self.fail(obj, f"{what}{exc}") from None
+            raise self.fail(obj, f"{what}{exc}", key) from None
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
@@ -333,13 +339,15 @@ def _parse_community(raw: dict[str, Any], check: _Checker, base_dir: Path) -> Co
         device_ids[did] = _line(d)
         role = check.get(d, "role", str, what=what)
         if role not in ROLES:
-            raise check.fail(d, f"{what}device {did}: role must be one of {', '.join(ROLES)}")
+            raise check.fail(d, f"{what}device {did}: role must be one of {', '.join(ROLES)}",
+                             "role")
         member = check.get(d, "member", str, None, what)
         plant = check.get(d, "plant", str, None, what)
         if member is not None and member not in member_ids:
-            raise check.fail(d, f"{what}device {did} points at unknown member {member!r}")
+            raise check.fail(d, f"{what}device {did} points at unknown member {member!r}",
+                             "member")
         if plant is not None and plant not in plant_ids:
-            raise check.fail(d, f"{what}device {did} points at unknown plant {plant!r}")
+            raise check.fail(d, f"{what}device {did} points at unknown plant {plant!r}", "plant")
         if member is None and plant is None:
             raise check.fail(d, f"{what}device {did} needs a 'member' or a 'plant'")
         rated = check.get(d, "rated_power_w", NUMBER, None, what)
