@@ -66,7 +66,7 @@ def _spawn(cmd: list[str], log_path: Path, cwd: Path | None = None) -> subproces
     )
 
 
-def ensure_system_packages(names: list[str] | None = None) -> None:
+def ensure_system_packages(names: list[str] | None = None, *, as_root: bool | None = None) -> None:
     """Install missing Debian packages when root; otherwise say exactly what to run."""
     missing = [pkg for key, (pkg, binary) in SYSTEM_PACKAGES.items()
                if (names is None or key in names) and shutil.which(binary) is None
@@ -74,7 +74,7 @@ def ensure_system_packages(names: list[str] | None = None) -> None:
     if not missing:
         return
     command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
-    if os.geteuid() != 0:
+    if not (os.geteuid() == 0 if as_root is None else as_root):
         raise StackError("missing system packages; run:\n  sudo apt-get update && sudo "
                          + " ".join(command))
     print(f"installing {' '.join(missing)} with apt-get …", flush=True)
