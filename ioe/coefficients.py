@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import calendar
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -21,7 +22,9 @@ from zoneinfo import ZoneInfo
 
 from stdnum.es import cups as stdnum_cups
 
-SUM_TOLERANCE = 1e-6
+#: Every β has exactly 6 decimals, so a true sum is a multiple of 1e-6: half of that tells
+#: float noise apart from a real error (0,999999 or 1,000001 must be rejected, both ways).
+SUM_TOLERANCE = 5e-7
 HOUR_MS = 3_600_000
 
 
@@ -56,10 +59,20 @@ def hour_start_ms(year: int, hour: int, tz: str = "Europe/Madrid") -> int:
 
 def normalize_cups(value: str) -> str:
     """Upper-case, compact CUPS; raises CoefficientError when the check letters are wrong."""
+    result = _normalize_cups(value)
+    if isinstance(result, CoefficientError):
+        raise CoefficientError(*result.args)
+    return result
+
+
+@lru_cache(maxsize=4096)
+def _normalize_cups(value: str) -> str | CoefficientError:
+    """Cached: an hourly file repeats each CUPS 8760 times (the error is returned, not raised,
+    so a fresh exception is raised at every call site)."""
     try:
         return str(stdnum_cups.validate(value))
     except Exception as exc:  # stdnum raises several ValidationError subclasses
-        raise CoefficientError(f"invalid CUPS {value!r}: {exc}") from None
+        return CoefficientError(f"invalid CUPS {value!r}: {exc}")
 
 
 def cups_base(value: str) -> str:
@@ -120,9 +133,12 @@ class CoefficientSchedule:
 
 
 # -- the official file -------------------------------------------------------------------------
+_DECIMAL = re.compile(r"^[0-9]+,[0-9]{6}$")
+
+
 def _parse_decimal(text: str, where: str) -> float:
     text = text.strip()
-    if "," not in text or text.count(",") != 1 or len(text.split(",")[1]) != 6:
+    if not _DECIMAL.match(text):
         raise CoefficientError(f"{where}: coefficient {text!r} must have a decimal comma and "
                                "exactly 6 decimals")
     try:
@@ -155,6 +171,7 @@ def parse_text(text: str, *, source: str = "<text>", effective_from: date | None
                year: int | None = None, check_sums: bool = True) -> CoefficientSchedule:
     static: dict[str, float] = {}
     hourly: dict[str, dict[int, float]] = {}
+    lines_of_hour: dict[int, list[int]] = {}  # hour (0 for static) -> line numbers, for errors
     kind: str | None = None
     for number, line in enumerate(text.splitlines(), start=1):
         where = f"{source}:{number}"
@@ -177,6 +194,7 @@ def parse_text(text: str, *, source: str = "<text>", effective_from: date | None
             if cups in static:
                 raise CoefficientError(f"{where}: CUPS {cups} appears twice")
             static[cups] = beta
+            lines_of_hour.setdefault(0, []).append(number)
         else:
             hour_text = parts[1].strip()
             if not (hour_text.isdigit() and len(hour_text) == 4):
@@ -189,6 +207,7 @@ def parse_text(text: str, *, source: str = "<text>", effective_from: date | None
             if hour in per_hour:
                 raise CoefficientError(f"{where}: CUPS {cups} hour {hour:04d} appears twice")
             per_hour[hour] = beta
+            lines_of_hour.setdefault(hour, []).append(number)
     if kind is None:
         raise CoefficientError(f"{source}: no coefficients")
     start = effective_from or (date(year, 1, 1) if year else date(2000, 1, 1))
@@ -207,8 +226,22 @@ def parse_text(text: str, *, source: str = "<text>", effective_from: date | None
             by_cups[cups] = [per_hour[h] for h in range(1, hours + 1)]
         schedule = CoefficientSchedule("hourly", by_cups, start, year, source)
     if check_sums:
-        schedule.check_sums()
+        _check_sums(schedule, lines_of_hour, source)
     return schedule
+
+
+def _check_sums(schedule: CoefficientSchedule, lines_of_hour: Mapping[int, Sequence[int]],
+                source: str) -> None:
+    """Like :meth:`CoefficientSchedule.check_sums`, but naming the file lines of the bad hour
+    (the last of them as *the* line: that is where the sum is complete)."""
+    for index, total in enumerate(schedule.hour_sums()):
+        if abs(total - 1.0) > SUM_TOLERANCE:
+            hour = 0 if schedule.kind == "static" else index + 1
+            lines = list(lines_of_hour.get(hour, ()))
+            shown = ", ".join(str(n) for n in lines[:12]) + (", …" if len(lines) > 12 else "")
+            what = "coefficients" if hour == 0 else f"coefficients of hour {hour:04d}"
+            raise CoefficientError(f"{source}:{lines[-1] if lines else 1}: {what} sum to "
+                                   f"{total:.6f}, not 1 (lines {shown})")
 
 
 def format_beta(value: float) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ class Point:
     scale_factor: str | None = None
     unit: str = ""
     sentinels: tuple[int, ...] = ()
-    enum: Mapping[int, str] = field(default_factory=dict)
+    enum: Mapping[int, str] = dc_field(default_factory=dict)
     #: readings of one device are split by channel: "" -> the device id, "meter" -> "<id>:meter"
     channel: str = ""
 
@@ -90,7 +91,7 @@ class RegisterMap:
     #: planner may read across the unused registers inside them
     defined: tuple[tuple[int, int, int], ...] = ()
     #: map defaults for device settings (unit id, delay after connect, …)
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = dc_field(default_factory=dict)
     #: "sunspec" = discover the models at run time instead of using ``points``
     discovery: str | None = None
 

@@ -1,0 +1,10 @@
+"""MQTT bridge: energy meters publishing on MQTT → normalised readings on Kafka, nothing lost.
+
+* ``decoders/`` — one module per device family (Shelly Gen1/Gen2, Tasmota, emonhub,
+  Zigbee2MQTT, configurable JSON mapping), registered in a table; pure functions.
+* ``processor.py`` — one message → Kafka records (readings, dead letters) or an explicit
+  "ignored" reason; registry lookup of the community.
+* ``bridge.py`` — paho-mqtt (QoS 1, persistent session, manual ack after Kafka) + kafka-python.
+* ``registry_follow.py`` — follows the compacted ``ioe.registry`` topic.
+* ``command.py`` — ``ioe mqtt-bridge [run|decode]``.
+"""

@@ -5,8 +5,9 @@ Pure functions: ``(topic_id, Measurement) -> [(topic, payload, retain)]``, one p
 against the real formats and nothing simulator-specific:
 
 * Shelly Gen1 (Shelly EM / 3EM): one topic per quantity under ``shellies/<id>/emeter/<i>/``;
-  ``total`` and ``total_returned`` in Wh, ``power`` in W, ``voltage`` in V. No timestamp: the
-  device never sends one.
+  ``total`` and ``total_returned`` in Wh, ``power`` in W, ``voltage`` in V, ``energy`` in
+  watt-minutes since boot. No timestamp: the device never sends one (a bridge stamps receipt
+  time, so only at ``--speed 1`` do Gen1 readings carry the simulated time).
 * Shelly Gen2 Pro 3EM: JSON-RPC ``NotifyStatus`` on ``<prefix>/events/rpc`` with ``params.ts``
   (UTC epoch seconds, float) and the ``em:0`` component (per phase ``a_act_power`` …,
   ``total_act_power``) or the ``emdata:0`` component (``total_act``/``total_act_ret`` in Wh);
@@ -14,7 +15,8 @@ against the real formats and nothing simulator-specific:
 * Tasmota: ``tele/<topic>/SENSOR`` with ``Time`` in the device's local time (no zone) and
   ``ENERGY`` (``Total``/``Today``/``Yesterday`` in kWh, ``Power`` in W, ``Voltage`` …).
 * emonhub (node-variable format): ``emon/<node>/P<n>`` (W), ``emon/<node>/E<n>`` (Wh),
-  ``emon/<node>/vrms`` (V), plain numbers.
+  ``emon/<node>/vrms`` (V), plain numbers; or, on request, the JSON variant on ``emon/<node>``
+  with ``time``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Measurement:
     today_wh: float = 0.0
     yesterday_wh: float = 0.0
     period_wh: float = 0.0
+    #: Shelly Gen1 only: energy since the device (re)started, Wh (published in watt-minutes)
+    session_wh: float = 0.0
     #: emonhub / Shelly Gen1 channel
     channel: int = 0
     timezone: str = "Europe/Madrid"
@@ -66,6 +70,10 @@ def shelly_gen1(topic_id: str, m: Measurement) -> list[Message]:
         (f"{base}/reactive_power", _num(reactive, 2), False),
         (f"{base}/pf", _num(m.power_factor, 2), False),
         (f"{base}/voltage", _num(m.voltage_v, 2), False),
+        (f"{base}/current", _num(apparent / m.voltage_v if m.voltage_v else 0.0, 2), False),
+        # watt-minutes since boot: resets on reboot, not a counter to rely on (as on the device)
+        (f"{base}/energy", _num(m.session_wh * 60.0, 0), False),
+        (f"{base}/returned_energy", _num(0.0, 0), False),
         (f"{base}/total", _num(m.energy_wh, 1), False),
         (f"{base}/total_returned", _num(m.energy_returned_wh, 1), False),
     ]
@@ -157,12 +165,25 @@ def emonhub(topic_id: str, m: Measurement) -> list[Message]:
     ]
 
 
+def emonhub_json(topic_id: str, m: Measurement) -> list[Message]:
+    """emonhub's JSON variant (``node_JSON_enable``): one object on ``emon/<node>`` with the
+    Unix ``time`` — the emonhub form that carries a timestamp (useful with ``--speed`` > 1)."""
+    n = m.channel
+    payload = {f"P{n}": round(m.power_w), f"E{n}": round(m.energy_wh),
+               "vrms": round(m.voltage_v, 2), "time": round(m.ts_ms / 1000.0, 3)}
+    return [(f"emon/{topic_id}", orjson.dumps(payload), False)]
+
+
 #: decoder name in the registry → payload builder
 FORMATS: dict[str, Callable[[str, Measurement], list[Message]]] = {
     "shelly-gen1": shelly_gen1,
     "shelly-gen2": shelly_gen2,
     "tasmota": tasmota,
     "emonhub": emonhub,
+}
+#: alternative builders a run can choose for a decoder (``--emonhub-format json``)
+VARIANTS: dict[tuple[str, str], Callable[[str, Measurement], list[Message]]] = {
+    ("emonhub", "json"): emonhub_json,
 }
 
 #: availability topics (as the broker's last will would publish them): (topic, online, offline)

@@ -47,8 +47,9 @@ class FrozenConfig:
     #: 0.1 W resolution never repeats the same power for hours, an inverter follows the sun
     max_unchanged_s: dict[str, float] = field(default_factory=lambda: {
         "consumption": 7200.0, "grid": 7200.0, "generation": 3600.0, "storage": 7200.0})
-    #: readings at |power| ≤ this are "idle" (PV at night, a switched-off house), never frozen
-    idle_w: float = 0.5
+    #: readings at |P| ≤ this are "idle" (PV asleep at night drawing a constant few W, a
+    #: switched-off house): never frozen
+    idle_w: float = 10.0
     hysteresis: Hysteresis = Hysteresis(open_n=1, close_n=2)
 
     def window_s(self, role: str) -> float:
@@ -114,6 +115,8 @@ class UnderperformanceConfig:
     min_peer_ratio: float = 0.08
     #: underperforming: own ratio below this fraction of the peers' median ratio
     peer_fraction: float = 0.6
+    #: judge only when at least this share of the other generators is a usable reference
+    min_peer_share: float = 0.5
     #: peers' readings older than this are not used
     peer_max_age_s: float = 300.0
     #: a lone inverter is "dead" below this fraction of the clear-sky bound at high sun
@@ -136,8 +139,11 @@ class InverterStatusConfig:
 @dataclass(frozen=True)
 class DivergenceConfig:
     #: |meter − official| above max(abs_tolerance_wh, rel_tolerance × official) diverges
-    abs_tolerance_wh: float = 100.0
-    rel_tolerance: float = 0.15
+    abs_tolerance_wh: float = 50.0
+    rel_tolerance: float = 0.10
+    #: hours are also judged summed over the trailing window: a 45 % error on a household
+    #: drawing 90 Wh/h hides inside the per-hour absolute tolerance, not inside six hours
+    aggregate_hours: int = 6
     #: meter hour counted only when readings cover this fraction of it
     min_coverage: float = 0.9
     #: compare the engine's own meter-derived hours with Datadis readings as they arrive

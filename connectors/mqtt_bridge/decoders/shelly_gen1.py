@@ -8,7 +8,7 @@ reset and a unit error at once). Gen1 messages carry no timestamp: the receipt t
 
 from __future__ import annotations
 
-from .base import Decoded, DecodeContext, DecodeError, reading, text_number
+from .base import DecodeContext, Decoded, DecodeError, reading, text_number
 
 SOURCE = "shelly-gen1"
 PREFIX = "shellies/"

@@ -1,0 +1,316 @@
+"""REST endpoints (JSON; ``Authorization: Bearer <token>``) and their OpenAPI document.
+
+Scope rules are the websocket's (``dashboards.tokens``): a member reads its own history,
+devices and alarms and its community's aggregate; an operator reads everything of its
+communities. Every refusal is a JSON error and a log line. ClickHouse queries run in the
+thread pool so a slow query never blocks the live feed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dashboards import history, tokens
+from dashboards.metrics import WebMetrics
+from dashboards.store import Store
+from ioe.registry import Community, Device, Registry
+
+log = logging.getLogger(__name__)
+
+MAX_EXPORT_DAYS = 366
+RECENT_ALARMS_DAYS = 7
+HEALTH_LOOKBACK_DAYS = 7
+#: seconds of silence before a device is "late" / "offline", as multiples of its interval;
+#: the distributor's meter (Datadis) publishes D+1…D+2, so it gets its own allowance.
+HEALTH_RULES = {"default": (3.0, 10.0), "datadis": (72.0, 240.0)}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+@dataclass
+class ApiContext:
+    registry: Registry
+    verifier: tokens.Verifier
+    store: Store
+    metrics: WebMetrics
+
+
+class Api:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _principal(self, request: Request) -> tokens.Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "missing_token", "send Authorization: Bearer <token>")
+        try:
+            return self.ctx.verifier.verify(token.strip())
+        except tokens.TokenError as exc:
+            raise ApiError(401, exc.code, exc.message) from None
+
+    def _community(self, cid: str) -> Community:
+        community = self.ctx.registry.community(cid)
+        if community is None:
+            raise ApiError(404, "unknown_community", f"no community {cid!r}")
+        return community
+
+    async def handle(self, request: Request, name: str) -> Response:
+        principal: tokens.Principal | None = None
+        try:
+            principal = self._principal(request)
+            response = await getattr(self, name)(request, principal)
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                who = principal.describe() if principal else "unauthenticated client"
+                log.warning("refused %s %s: %s (%s)", who, request.url.path, exc.code,
+                            exc.message)
+                self.ctx.metrics.refusals.labels("rest", exc.code).inc()
+            response = json_response({"error": exc.code, "message": exc.message}, exc.status)
+        self.ctx.metrics.http_requests.labels(name, str(response.status_code)).inc()
+        return response
+
+    def _check_member(self, principal: tokens.Principal, cid: str, mid: str) -> Community:
+        if not tokens.member_allowed(principal, cid, mid):
+            raise ApiError(403, "forbidden", "this token does not grant that member's data")
+        community = self._community(cid)
+        if community.member(mid) is None:
+            raise ApiError(404, "unknown_member", f"no member {mid!r} in {cid!r}")
+        return community
+
+    def _check_community(self, principal: tokens.Principal, cid: str) -> Community:
+        if not tokens.community_allowed(principal, cid):
+            raise ApiError(403, "forbidden", "this token does not grant that community")
+        return self._community(cid)
+
+    # -- endpoints ---------------------------------------------------------------------------
+    async def me(self, request: Request, principal: tokens.Principal) -> Response:
+        communities = []
+        for cid in principal.communities:
+            community = self.ctx.registry.community(cid)
+            if community is None:
+                continue
+            entry: dict[str, Any] = {"id": cid, "name": community.name,
+                                     "timezone": community.timezone}
+            if principal.role == "member":
+                member = community.member(principal.member_id or "")
+                entry["member"] = {"id": principal.member_id,
+                                   "name": member.name if member else None}
+            communities.append(entry)
+        return json_response({**principal.to_public(), "community_details": communities})
+
+    async def history(self, request: Request, principal: tokens.Principal) -> Response:
+        cid, mid = request.path_params["cid"], request.path_params["mid"]
+        community = self._check_member(principal, cid, mid)
+        kind = request.query_params.get("period", "day")
+        if kind not in history.PERIODS:
+            raise ApiError(400, "bad_request", f"period must be one of {history.PERIODS}")
+        day = _date_param(request, "date", history.today_local(community.timezone))
+        period = history.period_of(kind, day)
+        start, end = period.utc_bounds(community.timezone)
+        rows = await run_in_threadpool(self.ctx.store.member_hours, cid, mid, start, end)
+        result = history.aggregate(rows, period, community.timezone, community.prices)
+        return json_response({"community_id": cid, "member_id": mid, **result})
+
+    async def export_csv(self, request: Request, principal: tokens.Principal) -> Response:
+        cid, mid = request.path_params["cid"], request.path_params["mid"]
+        community = self._check_member(principal, cid, mid)
+        today = history.today_local(community.timezone)
+        first = _date_param(request, "from", today.replace(day=1))
+        last = _date_param(request, "to", today)
+        if last < first or (last - first).days >= MAX_EXPORT_DAYS:
+            raise ApiError(400, "bad_request", f"from ≤ to, at most {MAX_EXPORT_DAYS} days")
+        start = history.local_midnight(first, community.timezone)
+        end = history.local_midnight(last + timedelta(days=1), community.timezone)
+        rows = await run_in_threadpool(self.ctx.store.member_hours, cid, mid, start, end)
+        member = community.member(mid)
+        body = export_text(rows, community.timezone, member.cups if member else "")
+        filename = f"{cid}_{mid}_{first.isoformat()}_{last.isoformat()}.csv"
+        return Response(body, media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": f'attachment; filename="{filename}"'})
+
+    async def overview(self, request: Request, principal: tokens.Principal) -> Response:
+        cid = request.path_params["cid"]
+        community = self._check_community(principal, cid)
+        day = _date_param(request, "date", history.today_local(community.timezone))
+        period = history.period_of("day", day)
+        start, end = period.utc_bounds(community.timezone)
+        hours = await run_in_threadpool(self.ctx.store.community_hours, cid, start, end)
+        now_ms = int(time.time() * 1000)
+        result: dict[str, Any] = {
+            "id": community.id, "name": community.name, "timezone": community.timezone,
+            "prices": dict(community.prices), "peak_power_kw": community.peak_power_kw,
+            "members_total": len(community.members),
+            "plants": [{"id": p.id, "name": p.name, "peak_power_kw": p.peak_power_kw}
+                       for p in community.plants],
+            "day": day.isoformat(), "today": history.community_totals(hours),
+        }
+        schedule = community.schedule_at(now_ms)
+        if principal.role == "operator":
+            result["members"] = [
+                {"id": m.id, "name": m.name, "cups": m.cups,
+                 "contracted_power_kw": m.contracted_power_kw,
+                 "coefficient": community.coefficient(m.id, now_ms)} for m in community.members]
+            result["schedule"] = None if schedule is None else {
+                "kind": schedule.kind, "effective_from": schedule.effective_from.isoformat(),
+                "year": schedule.year, "source": schedule.source,
+                "sum_now": round(sum(community.coefficient(m.id, now_ms)
+                                     for m in community.members), 6)}
+        else:
+            mid = principal.member_id or ""
+            member = community.member(mid)
+            result["me"] = {"id": mid, "name": member.name if member else None,
+                            "coefficient": community.coefficient(mid, now_ms)}
+        return json_response(result)
+
+    async def devices(self, request: Request, principal: tokens.Principal) -> Response:
+        cid = request.path_params["cid"]
+        community = self._check_community(principal, cid)
+        devices = [d for d in community.devices if principal.role == "operator"
+                   or d.member_id == principal.member_id]
+        now = time.time()
+        since = int(now) - HEALTH_LOOKBACK_DAYS * 86400
+        last = await run_in_threadpool(self.ctx.store.last_readings, cid, since)
+        return json_response({"community_id": cid, "devices": [
+            device_health(d, last.get(d.id), now) for d in devices]})
+
+    async def alarms(self, request: Request, principal: tokens.Principal) -> Response:
+        cid = request.path_params["cid"]
+        self._check_community(principal, cid)
+        since = int(time.time()) - RECENT_ALARMS_DAYS * 86400
+        member = None if principal.role == "operator" else principal.member_id
+        rows = await run_in_threadpool(self.ctx.store.alarms, cid, since, member)
+        return json_response({"community_id": cid,
+                              "open": [a for a in rows if a["state"] == "open"],
+                              "recent": [a for a in rows if a["state"] != "open"]})
+
+
+def device_health(device: Device, last: tuple[int, float | None] | None,
+                  now: float) -> dict[str, Any]:
+    """Health from the age of the last reading against the device's expected interval."""
+    kind = "datadis" if device.protocol.get("type") == "datadis" else "default"
+    late, offline = (device.expected_interval_s * f for f in HEALTH_RULES[kind])
+    if last is None:
+        age, status, ts_ms, power = None, "no_data", None, None
+    else:
+        ts_ms, power = last
+        age = max(0.0, now - ts_ms / 1000.0)
+        status = "ok" if age <= late else "late" if age <= offline else "offline"
+    return {"device_id": device.id, "role": device.role, "member_id": device.member_id,
+            "plant_id": device.plant_id, "protocol": device.protocol.get("type"),
+            "expected_interval_s": device.expected_interval_s, "last_ts_ms": ts_ms,
+            "last_power_w": power, "age_s": None if age is None else round(age, 1),
+            "status": status}
+
+
+EXPORT_COLUMNS = ("interval_start_utc", "interval_start_local", "cups", "coefficient",
+                  "generation_wh", "consumption_wh", "assigned_wh", "self_consumed_wh",
+                  "surplus_wh", "import_wh", "source", "complete")
+
+
+def export_text(rows: list[history.HourRow], tz: str, cups: str) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    zone = ZoneInfo(tz)
+    for r in rows:
+        writer.writerow([
+            datetime.fromtimestamp(r.ts, ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            datetime.fromtimestamp(r.ts, zone).isoformat(), cups, f"{r.coefficient:.6f}",
+            _num(r.generation_wh), _num(r.consumption_wh), _num(r.assigned_wh),
+            _num(r.self_consumed_wh), _num(r.surplus_wh), _num(r.import_wh), r.source,
+            int(r.complete)])
+    return out.getvalue()
+
+
+def _num(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _date_param(request: Request, name: str, default: date) -> date:
+    raw = request.query_params.get(name)
+    if not raw:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"{name} must be YYYY-MM-DD") from None
+
+
+# -- OpenAPI ---------------------------------------------------------------------------------
+def _op(summary: str, params: list[dict[str, Any]], response: str = "application/json"
+        ) -> dict[str, Any]:
+    return {"get": {"summary": summary, "parameters": params, "security": [{"bearer": []}],
+                    "responses": {"200": {"description": "OK", "content": {response: {}}},
+                                  "401": {"description": "missing, invalid, expired or "
+                                                         "revoked token"},
+                                  "403": {"description": "outside the token's scope"},
+                                  "404": {"description": "unknown community or member"}}}}
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _query(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "string", **schema}}
+
+
+def openapi_document() -> dict[str, Any]:
+    cid, mid = _path("cid"), _path("mid")
+    date_q = _query("date", "a local day in the period (YYYY-MM-DD, default today)",
+                    format="date")
+    public = {"security": [], "responses": {"200": {"description": "OK"}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "IoE Comunidades dashboards API", "version": "1",
+                 "description": "History, overview, device health and alarms of energy "
+                                "communities. Live values: websocket /ws (see "
+                                "dashboards/ws.py). Energies in kWh, times in UTC epoch ms or "
+                                "local ISO 8601."},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                      "bearerFormat": "JWT"}}},
+        "paths": {
+            "/api/me": _op("what the token grants", []),
+            "/api/communities/{cid}/members/{mid}/history": _op(
+                "member history by day (hourly), week, month (daily) or year (monthly), "
+                "with savings in €",
+                [cid, mid, _query("period", "day|week|month|year",
+                                  enum=list(history.PERIODS)), date_q]),
+            "/api/communities/{cid}/members/{mid}/export.csv": _op(
+                "CSV of the member's hourly balances for a range of local days",
+                [cid, mid, _query("from", "first local day", format="date"),
+                 _query("to", "last local day (inclusive)", format="date")], "text/csv"),
+            "/api/communities/{cid}/overview": _op(
+                "community totals of a day, plants; for operators members, coefficients and "
+                "the schedule in force", [cid, date_q]),
+            "/api/communities/{cid}/devices": _op(
+                "devices with health (age of the last reading vs expected interval)", [cid]),
+            "/api/communities/{cid}/alarms": _op(
+                f"open alarms and those of the last {RECENT_ALARMS_DAYS} days", [cid]),
+            "/health": {"get": {"summary": "liveness and live-feed state", **public}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", **public}},
+        },
+    }

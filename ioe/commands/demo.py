@@ -1,0 +1,415 @@
+"""``ioe demo``: the whole system on the example community, with one command.
+
+It starts the local stack, applies the schema and the registry, then runs as child processes the
+simulator, the MQTT bridge, the Modbus edge, one stream worker and the web server — each only if
+its module is present in this checkout (a missing part is named, never faked) — issues a member
+and an operator token, prints the URLs of the three views, and on Ctrl-C (or SIGTERM) stops
+everything it started, and nothing else.
+
+``ioe demo --check`` runs the same for a bounded time and exits 0 only if live values reached
+``ioe.live`` (what CI or a final acceptance run calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ioe.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class Part:
+    """One process of the demo: its name, the module that must exist, and its arguments."""
+
+    name: str
+    module: str
+    args: tuple[str, ...]
+
+
+@dataclass
+class Child:
+    part: Part
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@dataclass
+class Demo:
+    settings: Settings
+    registry: Path
+    work_dir: Path
+    children: list[Child] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    # -- children ----------------------------------------------------------------------------
+    def start(self, part: Part) -> Child | None:
+        if not module_available(part.module):
+            self.missing.append(part.name)
+            print(f"  {part.name:<13} not available yet in this checkout ({part.module})",
+                  flush=True)
+            return None
+        log_path = self.work_dir / f"{part.name}.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen([sys.executable, "-m", "ioe.cli", *part.args],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=self.env, start_new_session=True)
+        log.close()
+        child = Child(part, proc, log_path)
+        self.children.append(child)
+        print(f"  {part.name:<13} started (pid {proc.pid}, log {log_path})", flush=True)
+        return child
+
+    def stop_all(self, grace_s: float = 15.0) -> None:
+        """SIGTERM each child we started (its own process group), then SIGKILL stragglers."""
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                _signal_group(child.proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for child in reversed(self.children):
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                child.proc.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                print(f"  {child.part.name} did not stop in {grace_s:g}s; killing it", flush=True)
+                _signal_group(child.proc, signal.SIGKILL)
+                child.proc.wait(timeout=5)
+        for child in self.children:
+            print(f"  {child.part.name:<13} stopped (exit {child.proc.returncode})", flush=True)
+
+    def dead(self) -> list[Child]:
+        return [c for c in self.children if c.proc.poll() is not None]
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # the child leads its own session (start_new_session)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def module_available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def command_help(command: str, env: dict[str, str]) -> str:
+    """The ``--help`` text of an ``ioe`` sub-command ('' when it cannot run)."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "ioe.cli", *command.split(), "--help"],
+                             capture_output=True, text=True, timeout=60, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout + out.stderr
+
+
+def modbus_edge_config(registry_path: Path, out: Path) -> Path:
+    """An edge configuration listing every Modbus device of the registry.
+
+    The edge's own format is owned by the Modbus edge; this writes the obvious shape
+    (``devices: [{id, community_id, host, port, unit, map, poll_interval_s}]``), and the
+    registry path, so the edge can also resolve anything else it needs from there. When the
+    edge publishes the settings it accepts (``DEVICE_KEYS``, ``EDGE_KEYS``) only those are written.
+    """
+    from ioe.registry import load_registry
+
+    registry = load_registry(registry_path)
+    devices: list[dict[str, Any]] = []
+    for device in registry.devices():
+        protocol = device.protocol
+        if protocol.get("type") != "modbus":
+            continue
+        devices.append({
+            "id": device.id, "community_id": device.community_id,
+            "host": str(protocol.get("host", "127.0.0.1")), "port": int(protocol.get("port", 502)),
+            "unit": int(protocol.get("unit", 1)), "map": str(protocol.get("map", "sunspec")),
+            "poll_interval_s": float(device.expected_interval_s),
+        })
+    device_keys, edge_keys = _edge_keys()
+    if device_keys is not None:  # the edge rejects settings it does not know
+        devices = [{k: v for k, v in d.items() if k in device_keys} for d in devices]
+    edge: dict[str, Any] = {"registry": str(Path(registry_path).resolve()),
+                            "queue_path": str(out.parent / "modbus-edge.sqlite")}
+    if edge_keys is not None:
+        edge = {k: v for k, v in edge.items() if k in edge_keys}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("# written by `ioe demo` from " + str(registry_path) + "\n"
+                   + yaml.safe_dump({"edge": edge, "devices": devices}, sort_keys=False))
+    return out
+
+
+def _edge_keys() -> tuple[set[str] | None, set[str] | None]:
+    """The device and edge settings the Modbus edge accepts, when it publishes them."""
+    try:
+        device_keys = set(importlib.import_module("connectors.modbus_edge.device").DEVICE_KEYS)
+    except Exception:  # noqa: BLE001 - not there (yet): write everything
+        device_keys = None
+    try:
+        edge_keys = set(importlib.import_module("connectors.modbus_edge.agent").EDGE_KEYS)
+    except Exception:  # noqa: BLE001
+        edge_keys = None
+    return device_keys, edge_keys
+
+
+#: the three views and the web port, unless the dashboards package says otherwise
+DEFAULT_VIEWS = {"mobile": "/m/", "tablet": "/tablet/", "control centre": "/control/"}
+DEFAULT_WEB_PORT = 8000
+#: page file of the dashboards app → the view it is
+VIEW_OF_PAGE = {"member": "mobile", "mobile": "mobile", "m": "mobile", "tablet": "tablet",
+                "control": "control centre"}
+
+
+def dashboard_urls(host: str = "127.0.0.1", port: int = DEFAULT_WEB_PORT) -> dict[str, str]:
+    """URLs of the three views; the paths come from ``dashboards.app.PAGES`` when it exists."""
+    views = dict(DEFAULT_VIEWS)
+    if module_available("dashboards.app"):
+        try:
+            pages = getattr(importlib.import_module("dashboards.app"), "PAGES", None) or {}
+            for path, filename in dict(pages).items():
+                view = VIEW_OF_PAGE.get(Path(str(filename)).stem)
+                if view:
+                    views[view] = str(path)
+        except Exception:  # noqa: BLE001 - a half-built package must not break the demo
+            pass
+    return {name: f"http://{host}:{port}{path}" for name, path in views.items()}
+
+
+def issue_token(env: dict[str, str], *attempts: list[str]) -> str | None:
+    """Run ``ioe tokens issue …`` with the first argument list that works; the token printed."""
+    for args in attempts:
+        try:
+            out = subprocess.run([sys.executable, "-m", "ioe.cli", "tokens", "issue", *args],
+                                 capture_output=True, text=True, timeout=60, env=env)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+        if out.returncode == 0 and lines:
+            return lines[-1]
+    return None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    settings = get_settings()
+    parser.add_argument("--registry", type=Path, default=settings.registry_path,
+                        help="registry YAML (default: the example community)")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="simulator time acceleration (default 1: live, real time)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fault", action="append", default=[],
+                        help="passed to the simulator (see `ioe simulate --help`)")
+    parser.add_argument("--check", action="store_true",
+                        help="run for a bounded time, verify live values reach ioe.live, "
+                             "stop everything, exit 0 (seen) or 1 (not seen)")
+    parser.add_argument("--check-timeout", type=float, default=90.0,
+                        help="seconds --check waits for live values (default 90)")
+
+
+def _ports_busy(registry_path: Path) -> list[int]:
+    from ioe.registry import load_registry
+    from ioe.stack import port_open
+
+    registry = load_registry(registry_path)
+    return [int(d.protocol["port"]) for d in registry.devices()
+            if d.protocol.get("type") == "modbus" and "port" in d.protocol
+            and port_open(str(d.protocol.get("host", "127.0.0.1")), int(d.protocol["port"]))]
+
+
+def _live_consumer(settings: Settings):  # noqa: ANN202 - kafka-python consumer
+    """A consumer on ``ioe.live`` positioned at its end (only what this demo produces counts)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from ioe.topics import LIVE
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=1000)
+    topic = settings.topic(LIVE)
+    partitions = consumer.partitions_for_topic(topic) or {0}
+    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(assigned)
+    consumer.seek_to_end(*assigned)
+    for tp in assigned:
+        consumer.position(tp)  # resolve the end offsets now, before anything is produced
+    return consumer
+
+
+def live_value_seen(message: bytes | None) -> bool:
+    """A live update that carries a real power value (not only nulls/stale)."""
+    import orjson
+
+    if not message:
+        return False
+    try:
+        data = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(data, dict) or data.get("type") not in ("member", "community"):
+        return False
+    return any(isinstance(data.get(k), int | float)
+               for k in ("generation_w", "consumption_w"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ioe import stack
+    from ioe.commands.registry import publish
+    from ioe.commands.schema import apply_schema
+
+    settings = get_settings()
+    work_dir = settings.local_dir / "demo"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if not env.get("IOE_TOKEN_SECRET"):
+        # one secret per demo run, shared by the token issuer and the web server (never printed)
+        env["IOE_TOKEN_SECRET"] = secrets.token_urlsafe(32)
+    env["IOE_REGISTRY"] = str(Path(args.registry).resolve())
+    demo = Demo(settings=settings, registry=args.registry, work_dir=work_dir, env=env)
+
+    stop_requested = {"flag": False}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop_requested["flag"] = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    consumer = None
+    try:
+        print("== stack", flush=True)
+        stack.up(settings)
+        print("== schema and registry", flush=True)
+        apply_schema()
+        published = publish(args.registry, settings)
+        print(f"registry    published        {', '.join(published)}", flush=True)
+        busy = _ports_busy(args.registry)
+        if busy:
+            print(f"ioe demo: Modbus port(s) {', '.join(map(str, busy))} already in use "
+                  "(another simulator running?)", file=sys.stderr)
+            return 2
+        if args.check:
+            consumer = _live_consumer(settings)
+        print("== processes", flush=True)
+        edge_args: tuple[str, ...] = ()
+        if module_available("connectors.modbus_edge.command"):
+            config = modbus_edge_config(args.registry, work_dir / "modbus-edge.yaml")
+            edge_args = ("modbus-edge", "run", "--config", str(config))
+            if "--registry" in command_help("modbus-edge run", env):
+                edge_args += ("--registry", str(args.registry))
+        sim_args = ["simulate", "--registry", str(args.registry), "--speed", f"{args.speed:g}",
+                    "--seed", str(args.seed)]
+        for fault in args.fault:
+            sim_args += ["--fault", fault]
+        parts = [
+            Part("simulator", "ioe.simulator.command", tuple(sim_args)),
+            Part("mqtt-bridge", "connectors.mqtt_bridge.command", ("mqtt-bridge", "run")),
+            Part("modbus-edge", "connectors.modbus_edge.command",
+                 edge_args or ("modbus-edge", "run")),
+            Part("worker", "streams.command", ("worker",)),
+            Part("web", "dashboards.command", ("web",)),
+        ]
+        for part in parts:
+            if stop_requested["flag"]:
+                break
+            demo.start(part)
+        _print_access(demo, args.registry)
+        if demo.missing:
+            print(f"\nnot available yet: {', '.join(demo.missing)} — the rest runs without them",
+                  flush=True)
+        if args.check:
+            return _check(demo, consumer, args.check_timeout, stop_requested)
+        print("\nCtrl-C stops everything started here.", flush=True)
+        reported: set[int] = set()
+        while not stop_requested["flag"]:
+            for child in demo.dead():
+                if child.proc.pid not in reported:
+                    reported.add(child.proc.pid)
+                    print(f"!! {child.part.name} exited with {child.proc.returncode}; "
+                          f"last lines of {child.log_path}:\n{_tail(child.log_path)}",
+                          flush=True)
+            time.sleep(0.5)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - report, then still stop what was started
+        print(f"ioe demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("\n== stopping", flush=True)
+        demo.stop_all()
+        if consumer is not None:
+            consumer.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _print_access(demo: Demo, registry_path: Path) -> None:
+    from ioe.registry import load_registry
+
+    registry = load_registry(registry_path)
+    community = next(iter(registry.communities.values()))
+    member = community.members[0].id if community.members else None
+    print("\n== open in a browser", flush=True)
+    if not module_available("dashboards.command"):
+        print("  (the web server is not available yet in this checkout)", flush=True)
+    for name, url in dashboard_urls().items():
+        print(f"  {name:<15} {url}", flush=True)
+    if not module_available("dashboards.tokens_command"):
+        print("  tokens: `ioe tokens` is not available yet in this checkout", flush=True)
+        return
+    member_token = issue_token(demo.env, ["--member", f"{community.id}:{member}"],
+                               ["--member", str(member), "--community", community.id],
+                               ["--member", str(member)]) if member else None
+    operator_token = issue_token(demo.env, ["--operator", "--community", community.id])
+    print(f"  member token   ({community.id}:{member}): {member_token or '(could not issue)'}",
+          flush=True)
+    print(f"  operator token ({community.id}): {operator_token or '(could not issue)'}",
+          flush=True)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _check(demo: Demo, consumer: Any, timeout_s: float, stop: dict[str, bool]) -> int:
+    needed = {"simulator", "mqtt-bridge", "worker"}
+    absent = needed & set(demo.missing)
+    if absent:
+        print(f"CHECK FAILED: {', '.join(sorted(absent))} not available, live values cannot "
+              "flow", flush=True)
+        return 1
+    print(f"\n== check: waiting up to {timeout_s:g}s for live values on ioe.live", flush=True)
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    reported: set[str] = set()
+    while time.monotonic() < deadline and not stop["flag"]:
+        batch = consumer.poll(timeout_ms=1000)
+        for records in batch.values():
+            seen += sum(1 for r in records if live_value_seen(r.value))
+        if seen:
+            print(f"CHECK OK: {seen} live update(s) with values after "
+                  f"{timeout_s - (deadline - time.monotonic()):.0f}s", flush=True)
+            return 0
+        for child in demo.dead():
+            if child.part.name in reported:
+                continue
+            reported.add(child.part.name)
+            print(f"!! {child.part.name} exited with {child.proc.returncode}:\n"
+                  f"{_tail(child.log_path)}", flush=True)
+            if child.part.name in needed:
+                print("CHECK FAILED: a part the live path needs has stopped", flush=True)
+                return 1
+    print(f"CHECK FAILED: no live values on ioe.live within {timeout_s:g}s; logs in "
+          f"{demo.work_dir}", flush=True)
+    return 1

@@ -1,0 +1,170 @@
+"""Alarm lifecycle: conditions in, alarm events out, with hysteresis and no duplicates.
+
+A detector only says, at each evaluation, whether its condition holds for a subject (a device,
+a member, a registry) and how bad it is. :class:`AlarmBook` turns that into alarms:
+
+* an alarm opens once the condition held for ``open_n`` consecutive evaluations spanning at
+  least ``open_s`` seconds, and closes once it was clear for ``close_n`` / ``close_s``: a value
+  oscillating around a threshold does not flap;
+* there is at most ONE open alarm per (subject, kind): a condition that persists or comes back
+  while the alarm is open updates that alarm, it never opens a second one;
+* a new event (re-notification) is emitted only when the alarm opens, when its severity rises,
+  and when it closes. Severity only ratchets up while open, so it cannot flap either.
+
+The whole book is a plain dict when serialised, so a Faust table can hold it per device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from streams.anomalies.config import Hysteresis
+
+SEVERITIES = ("info", "warning", "critical")
+SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+
+
+def alarm_id(community_id: str, subject: str, kind: str, opened_at_ms: int) -> str:
+    """Deterministic: a replay of the same data yields the same ids (idempotent sinks)."""
+    raw = f"{community_id}|{subject}|{kind}|{opened_at_ms}".encode()
+    return hashlib.sha1(raw).hexdigest()[:20]
+
+
+@dataclass
+class Alarm:
+    """One alarm event; the latest event of an ``alarm_id`` is the alarm's current state."""
+
+    alarm_id: str
+    community_id: str
+    device_id: str
+    member_id: str | None
+    kind: str
+    severity: str
+    state: str  # "open" | "closed"
+    opened_at_ms: int
+    closed_at_ms: int | None
+    evidence: dict[str, Any]
+    updated_at_ms: int
+    version: int = 1
+
+    def to_message(self) -> dict[str, Any]:
+        """The ``ioe.anomalies`` message (docs/internal-conventions.md)."""
+        return {"v": 1, **asdict(self)}
+
+    @classmethod
+    def from_message(cls, data: dict[str, Any]) -> Alarm:
+        return cls(**{k: v for k, v in data.items() if k != "v"})
+
+    def copy(self) -> Alarm:
+        return Alarm(**{**asdict(self), "evidence": dict(self.evidence)})
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What a detector reports at one evaluation. ``active`` False = the condition is clear."""
+
+    active: bool
+    severity: str = "warning"
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+CLEAR = Condition(False)
+
+
+@dataclass
+class Track:
+    """Hysteresis counters and the open alarm (if any) of one (subject, kind)."""
+
+    active_n: int = 0
+    active_since_ms: int | None = None
+    clear_n: int = 0
+    clear_since_ms: int | None = None
+    alarm: dict[str, Any] | None = None  # the open alarm as a message dict
+
+    @property
+    def is_open(self) -> bool:
+        return self.alarm is not None
+
+
+class AlarmBook:
+    """The tracks of all (subject, kind) pairs of one community or device."""
+
+    def __init__(self, tracks: dict[str, Track] | None = None) -> None:
+        self.tracks: dict[str, Track] = tracks or {}
+
+    @staticmethod
+    def key(subject: str, kind: str) -> str:
+        return f"{kind}|{subject}"
+
+    def is_open(self, subject: str, kind: str) -> bool:
+        track = self.tracks.get(self.key(subject, kind))
+        return bool(track and track.is_open)
+
+    def is_active(self, subject: str, kind: str) -> bool:
+        """Condition currently holding (even before the alarm opened) or alarm open."""
+        track = self.tracks.get(self.key(subject, kind))
+        return bool(track and (track.is_open or track.active_n > 0))
+
+    def open_alarms(self) -> list[Alarm]:
+        return [Alarm.from_message({**t.alarm}) for t in self.tracks.values() if t.alarm]
+
+    def evaluate(self, *, community_id: str, subject: str, member_id: str | None, kind: str,
+                 condition: Condition, now_ms: int, hysteresis: Hysteresis) -> list[Alarm]:
+        """Feed one evaluation; returns the alarm events it causes (usually none)."""
+        key = self.key(subject, kind)
+        track = self.tracks.get(key)
+        if track is None:
+            if not condition.active:
+                return []  # nothing to remember about a clear condition that never held
+            track = self.tracks[key] = Track()
+        events: list[Alarm] = []
+        if condition.active:
+            track.clear_n, track.clear_since_ms = 0, None
+            track.active_n += 1
+            if track.active_since_ms is None:
+                track.active_since_ms = now_ms
+            if track.alarm is None:
+                held_s = (now_ms - track.active_since_ms) / 1000
+                if track.active_n >= hysteresis.open_n and held_s >= hysteresis.open_s:
+                    evidence = {**condition.evidence, "condition_since_ms": track.active_since_ms}
+                    alarm = Alarm(
+                        alarm_id=alarm_id(community_id, subject, kind, now_ms),
+                        community_id=community_id, device_id=subject, member_id=member_id,
+                        kind=kind, severity=condition.severity, state="open",
+                        opened_at_ms=now_ms, closed_at_ms=None, evidence=evidence,
+                        updated_at_ms=now_ms, version=1)
+                    track.alarm = alarm.to_message()
+                    events.append(alarm)
+            else:
+                current = track.alarm
+                if SEVERITY_RANK[condition.severity] > SEVERITY_RANK[current["severity"]]:
+                    current.update(severity=condition.severity, updated_at_ms=now_ms,
+                                   version=current["version"] + 1,
+                                   evidence={**condition.evidence,
+                                             "condition_since_ms": track.active_since_ms})
+                    events.append(Alarm.from_message(dict(current)))
+        else:
+            track.active_n, track.active_since_ms = 0, None
+            if track.alarm is None:
+                del self.tracks[key]
+                return []
+            track.clear_n += 1
+            if track.clear_since_ms is None:
+                track.clear_since_ms = now_ms
+            clear_s = (now_ms - track.clear_since_ms) / 1000
+            if track.clear_n >= hysteresis.close_n and clear_s >= hysteresis.close_s:
+                closed = {**track.alarm, "state": "closed", "closed_at_ms": now_ms,
+                          "updated_at_ms": now_ms, "version": track.alarm["version"] + 1}
+                events.append(Alarm.from_message(closed))
+                del self.tracks[key]
+        return events
+
+    # -- serialisation (a Faust table value) ----------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {key: asdict(track) for key, track in self.tracks.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> AlarmBook:
+        return cls({key: Track(**value) for key, value in (data or {}).items()})

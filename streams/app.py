@@ -1,0 +1,290 @@
+"""The Faust application of ``ioe worker``: live shares, interval balances, ClickHouse sink.
+
+One agent consumes ``ioe.readings`` (keyed by community, so the worker owning a partition owns
+whole communities and nothing is repartitioned). Its state lives in changelog-backed Faust
+tables (``memory://`` store: on start a worker rebuilds its tables from the changelog topics of
+the partitions it is assigned). Every table key is small (one device, one device-slot, one
+community-interval), so a reading never rewrites a whole community's state.
+
+Two plain aiokafka loops run beside it as app tasks: the registry follower (every worker needs
+every community) and the ClickHouse sink (explicit commit-after-insert). Optional agent modules
+(``AGENT_MODULES``) are imported at start-up when present and get a :class:`WorkerContext`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry, Counter
+
+from ioe.deadletter import dead_letter, encode_dead_letter
+from ioe.reading import Reading, ReadingError
+from ioe.registry import Community, Device, Registry
+from ioe.settings import Settings
+from ioe.topics import ANOMALIES, BALANCES, DEADLETTER, LIVE, READINGS
+from streams import live
+from streams.balances import BalanceConfig, BalanceEngine, is_official
+from streams.records import dumps
+from streams.registry_follower import RegistryFollower
+from streams.sink import Sink
+
+log = logging.getLogger(__name__)
+
+#: Modules providing ``setup(ctx: WorkerContext) -> None``; imported only when they exist.
+AGENT_MODULES: tuple[str, ...] = ("streams.anomalies.agent",)
+
+#: ``async hook(reading, device, community)``, called for every valid reading of a known device
+ReadingHook = Callable[[Reading, Device, Community], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    lateness_s: float = 300.0
+    staleness_s: float = 120.0
+    #: minimum time between two full live recomputes of one community
+    live_interval_s: float = 1.0
+    #: minimum time between two emissions of re-opened (late) intervals of one community
+    emit_min_s: float = 1.0
+    max_gap_s: float = 1800.0
+    web_port: int | None = None
+    data_dir: Path = Path(".local/faust")
+    worker_id: str = "ioe-worker"
+    sink: bool = True
+    sink_batch: int = 5000
+    sink_flush_s: float = 1.0
+    log_level: str = "info"
+    session_timeout_s: float = 10.0
+
+
+@dataclass
+class WorkerContext:
+    """What an agent module needs: the app, the topics, the followed registry, the metrics."""
+
+    app: faust.App
+    settings: Settings
+    config: WorkerConfig
+    follower: RegistryFollower
+    topics: dict[str, faust.TopicT]
+    metrics: CollectorRegistry
+    reading_hooks: list[ReadingHook] = field(default_factory=list)
+
+    @property
+    def registry(self) -> Registry:
+        return self.follower.registry
+
+    async def publish(self, logical_topic: str, key: str, value: bytes) -> Any:
+        """Send now (not attached to the source offset): live data must not wait for commits."""
+        return await self.topics[logical_topic].send(key=key.encode(), value=value, force=True)
+
+
+def app_id(settings: Settings, config: WorkerConfig) -> str:
+    """The topic prefix makes tests (and tenants) independent consumer groups and changelogs."""
+    return f"{settings.topic_prefix}{config.worker_id}"
+
+
+def create_app(settings: Settings, config: WorkerConfig) -> tuple[faust.App, WorkerContext]:
+    ident = app_id(settings, config)
+    app = faust.App(
+        ident,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=str(config.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger=0.005,  # batch the changelog writes (measured: bench/bench_worker.py)
+        broker_commit_interval=1.0,
+        # a SIGKILLed worker's partitions move to the others after this long
+        broker_session_timeout=config.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, config.session_timeout_s / 3),
+        web_enabled=config.web_port is not None,
+        web_port=config.web_port or 6066,
+        web_bind="127.0.0.1",
+        autodiscover=False,
+    )
+    topics = {
+        name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
+                        key_serializer="raw", value_serializer="raw",
+                        partitions=settings.partitions)
+        for name in (READINGS, LIVE, BALANCES, ANOMALIES, DEADLETTER)
+    }
+    metrics = CollectorRegistry()
+    follower = RegistryFollower(settings)
+    ctx = WorkerContext(app=app, settings=settings, config=config, follower=follower,
+                        topics=topics, metrics=metrics)
+    tables = {
+        name: app.Table(name, default=None, partitions=settings.partitions,
+                        key_type=str, value_type=None)  # changelog codec: json
+        for name in ("latest", "slots", "official", "pending", "emitted", "watermarks")
+    }
+    processor = ReadingsProcessor(ctx, tables)
+    app.agent(topics[READINGS], name=f"{ident}.readings")(processor.agent)
+    app.timer(interval=max(0.05, min(config.live_interval_s, 1.0) / 4))(processor.flush_live)
+    app.task(_forever(follower.run, "registry follower"))
+    if config.sink:
+        sink = Sink(settings, follower.registry, group_id=f"{ident}-sink",
+                    batch_size=config.sink_batch, flush_s=config.sink_flush_s, metrics=metrics)
+        app.task(_forever(lambda: sink.run(follower.ready), "clickhouse sink"))
+    for name in AGENT_MODULES:
+        module = _optional_module(name)
+        if module is None:
+            continue
+        if not hasattr(module, "setup"):
+            log.error("agent module %s has no setup(ctx); not loaded", name)
+            continue
+        module.setup(ctx)
+        log.info("agent module %s loaded", name)
+    return app, ctx
+
+
+def _optional_module(name: str) -> Any:
+    try:
+        if importlib.util.find_spec(name) is None:
+            return None
+    except ModuleNotFoundError:
+        return None
+    return importlib.import_module(name)
+
+
+def _forever(run: Callable[[], Awaitable[None]], what: str) -> Callable[[], Awaitable[None]]:
+    """A background loop that logs and restarts instead of silently dying."""
+    async def task() -> None:
+        while True:
+            try:
+                await run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; restarting in 2 s", what)
+                await asyncio.sleep(2)
+    task.__name__ = what.replace(" ", "_")
+    return task
+
+
+class ReadingsProcessor:
+    """The readings agent: validate, live shares, balances; never crashes on one bad reading."""
+
+    def __init__(self, ctx: WorkerContext, tables: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.config = ctx.config
+        self.latest = tables["latest"]
+        self.engine = BalanceEngine(
+            slots=tables["slots"], official=tables["official"], pending=tables["pending"],
+            emitted=tables["emitted"], watermarks=tables["watermarks"],
+            config=BalanceConfig(lateness_ms=int(ctx.config.lateness_s * 1000),
+                                 max_gap_ms=int(ctx.config.max_gap_s * 1000)))
+        m = ctx.metrics
+        self.processed = Counter("ioe_worker_readings", "readings processed", registry=m)
+        self.dead = Counter("ioe_worker_dead_letters", "dead letters", ["reason"], registry=m)
+        self.errors = Counter("ioe_worker_errors", "unexpected processing errors", registry=m)
+        self.balances_sent = Counter("ioe_worker_balances", "balance messages", registry=m)
+        self.live_sent = Counter("ioe_worker_live", "live messages", registry=m)
+        self._live_dirty: set[str] = set()
+        self._live_at: dict[str, float] = {}
+        self._live_last: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._due: set[str] = set()
+        self._emit_at: dict[str, float] = {}
+
+    async def agent(self, stream: faust.StreamT) -> None:
+        await self.ctx.follower.ready.wait()
+        async for event in stream.events():
+            try:
+                await self.handle(event.key, event.value)
+            except Exception as exc:
+                self.errors.inc()
+                log.exception("reading not processed")
+                await self._dead_letter("processing_error", str(exc), event.value)
+
+    async def handle(self, key: bytes | None, raw: bytes) -> None:
+        try:
+            reading = Reading.from_json(raw)
+        except ReadingError as exc:
+            await self._dead_letter("invalid_reading", str(exc), raw)
+            return
+        device = self.ctx.registry.device(reading.device_id)
+        community = self.ctx.registry.community(device.community_id) if device else None
+        if device is None or community is None:
+            await self._dead_letter("unknown_device",
+                                    f"device {reading.device_id!r} is not in the registry", raw)
+            return
+        self.processed.inc()
+        cid = community.id
+        if reading.power_w is not None and not is_official(device):
+            current = self.latest.get(device.id)
+            if current is None or reading.ts_ms >= current[1]:
+                value = [reading.power_w, reading.ts_ms]
+                if current != value:
+                    self.latest[device.id] = value
+                self._live_dirty.add(cid)
+        if self.engine.add(community, device, reading):
+            self._due.add(cid)
+        now = time.monotonic()
+        if cid in self._due and now - self._emit_at.get(cid, 0.0) >= self.config.emit_min_s:
+            await self._emit(community)
+            self._emit_at[cid] = now
+        if cid in self._live_dirty and (now - self._live_at.get(cid, 0.0)
+                                        >= self.config.live_interval_s):
+            await self.publish_live(cid)
+        for hook in self.ctx.reading_hooks:
+            await hook(reading, device, community)
+
+    async def _emit(self, community: Community) -> None:
+        """Publish the due balances and wait for Kafka to have them *before* the tables record
+        them as emitted: a crash in between re-emits (same numbers), never loses one."""
+        self._due.discard(community.id)
+        messages = self.engine.plan(community)
+        if not messages.done:
+            return
+        futures = [await self.ctx.publish(BALANCES, community.id, dumps(msg))
+                   for msg in messages.messages]
+        for fut in futures:
+            await fut
+        self.engine.commit(messages)
+        self.balances_sent.inc(len(messages.messages))
+
+    async def flush_live(self) -> None:
+        now = time.monotonic()
+        for cid in list(self._live_dirty):
+            if now - self._live_at.get(cid, 0.0) >= self.config.live_interval_s:
+                try:
+                    await self.publish_live(cid)
+                except Exception:
+                    log.exception("live update of %s failed", cid)
+
+    async def publish_live(self, cid: str) -> None:
+        self._live_dirty.discard(cid)
+        self._live_at[cid] = time.monotonic()
+        community = self.ctx.registry.community(cid)
+        now_ms = self.engine.watermark(cid)
+        if community is None or now_ms is None:
+            return
+        update = live.compute(community, self.latest, now_ms,
+                              int(self.config.staleness_s * 1000))
+        messages = [(f"m:{mid}", msg) for mid, msg in update.members.items()]
+        messages.append(("community", update.community))
+        for channel, msg in messages:
+            fp = live.fingerprint(msg)
+            if self._live_last.get((cid, channel)) == fp:
+                continue
+            self._live_last[(cid, channel)] = fp
+            await self.ctx.publish(LIVE, cid, dumps(msg))
+            self.live_sent.inc()
+
+    async def _dead_letter(self, reason: str, detail: str, raw: bytes | None) -> None:
+        self.dead.labels(reason).inc()
+        log.error("dead letter (%s): %s", reason, detail)
+        record = dead_letter(source="worker", reason=reason, detail=detail, payload=raw)
+        await self.ctx.publish(DEADLETTER, "worker", encode_dead_letter(record))

@@ -1,0 +1,126 @@
+"""Live shares: DESIGN.md §1 on power instead of energy, for one community at one instant.
+
+Pure: the worker hands in the latest power of every device (from its ``latest`` table) and the
+community's event-time "now" (the newest reading seen), and gets back the member and community
+messages of ``ioe.live``. Event time rather than the wall clock decides staleness so that a
+replayed or simulated day behaves exactly as it did live.
+
+A device silent longer than ``staleness_ms`` is *unknown*, never zero: a plant whose inverter
+stopped reporting would otherwise show every member importing everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ioe.registry import Community, Device
+from streams.energy.balance import split
+from streams.records import rnd
+
+#: latest power per device: device_id -> (power_w, ts_ms)
+Latest = Mapping[str, tuple[float, int]]
+
+
+@dataclass(frozen=True)
+class LiveUpdate:
+    members: dict[str, dict[str, Any]]  # member_id -> member message
+    community: dict[str, Any]
+
+
+def is_official(device: Device) -> bool:
+    """The distributor's meter (Datadis) delivers closed hours days later: not live data."""
+    return device.id.startswith("datadis:")
+
+
+def _fresh(latest: Latest, device_id: str, now_ms: int, staleness_ms: int
+           ) -> tuple[float | None, int | None, bool]:
+    """(power, ts, stale) of one device; stale when never seen or silent too long."""
+    value = latest.get(device_id)
+    if value is None:
+        return None, None, True
+    power, ts = float(value[0]), int(value[1])
+    return power, ts, now_ms - ts > staleness_ms
+
+
+def _sum_fresh(devices: list[Device], latest: Latest, now_ms: int, staleness_ms: int,
+               clamp: bool) -> float | None:
+    """Sum of the devices' power, or None when any of them is unknown (or there are none)."""
+    if not devices:
+        return None
+    total = 0.0
+    for device in devices:
+        power, _ts, stale = _fresh(latest, device.id, now_ms, staleness_ms)
+        if stale or power is None:
+            return None
+        total += max(power, 0.0) if clamp else power
+    return total
+
+
+def compute(community: Community, latest: Latest, now_ms: int, staleness_ms: int) -> LiveUpdate:
+    """The member and community messages for ``community`` at event time ``now_ms``."""
+    cid = community.id
+    live_devices = [d for d in community.devices if not is_official(d)]
+    generators = [d for d in live_devices if d.role == "generation" and d.plant_id]
+    gen_info: dict[str, dict[str, Any]] = {}
+    for device in generators:
+        power, ts, stale = _fresh(latest, device.id, now_ms, staleness_ms)
+        gen_info[device.id] = {"power_w": rnd(power), "ts_ms": ts, "stale": stale}
+    generation = _sum_fresh(generators, latest, now_ms, staleness_ms, clamp=False)
+    plants: dict[str, dict[str, Any]] = {}
+    for plant in community.plants:
+        own = [d for d in generators if d.plant_id == plant.id]
+        stamps = [gen_info[d.id]["ts_ms"] for d in own if gen_info[d.id]["ts_ms"] is not None]
+        plants[plant.id] = {
+            "power_w": rnd(_sum_fresh(own, latest, now_ms, staleness_ms, clamp=False)),
+            "ts_ms": max(stamps) if stamps else None,
+        }
+
+    members: dict[str, dict[str, Any]] = {}
+    totals = {"consumption": 0.0, "sc": 0.0, "surplus": 0.0, "import": 0.0}
+    reporting = 0
+    for member in community.members:
+        meters = [d for d in live_devices
+                  if d.role == "consumption" and d.member_id == member.id]
+        consumption = _sum_fresh(meters, latest, now_ms, staleness_ms, clamp=True)
+        beta = community.coefficient(member.id, now_ms)
+        msg: dict[str, Any] = {
+            "v": 1, "type": "member", "channel": f"member:{cid}:{member.id}",
+            "community_id": cid, "member_id": member.id, "ts_ms": now_ms,
+            "coefficient": beta, "generation_w": rnd(generation),
+            "assigned_w": None, "consumption_w": rnd(consumption),
+            "self_consumption_w": None, "surplus_w": None, "import_w": None,
+            "stale": generation is None or consumption is None,
+        }
+        if generation is not None:
+            msg["assigned_w"] = rnd(beta * max(generation, 0.0))
+        if consumption is not None:
+            reporting += 1
+            totals["consumption"] += consumption
+        if generation is not None and consumption is not None:
+            s = split(beta, generation, consumption)
+            msg.update(self_consumption_w=rnd(s.self_consumed), surplus_w=rnd(s.surplus),
+                       import_w=rnd(s.grid_import))
+            totals["sc"] += s.self_consumed
+            totals["surplus"] += s.surplus
+            totals["import"] += s.grid_import
+        members[member.id] = msg
+
+    known = generation is not None
+    community_msg: dict[str, Any] = {
+        "v": 1, "type": "community", "channel": f"community:{cid}", "community_id": cid,
+        "ts_ms": now_ms, "generation_w": rnd(generation),
+        "consumption_w": rnd(totals["consumption"]),
+        "self_consumption_w": rnd(totals["sc"]) if known else None,
+        "surplus_w": rnd(totals["surplus"]) if known else None,
+        "import_w": rnd(totals["import"]) if known else None,
+        "members_reporting": reporting, "members_total": len(community.members),
+        "plants": plants, "generators": gen_info,
+    }
+    return LiveUpdate(members=members, community=community_msg)
+
+
+def fingerprint(msg: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What makes a message *different* (its timestamp alone does not)."""
+    return tuple((k, repr(v)) for k, v in sorted(msg.items()) if k != "ts_ms")

@@ -1,0 +1,263 @@
+"""The three clients in headless Chromium (Debian's, driven by Playwright) against a running
+server fed by a test stream on Kafka and balances in ClickHouse.
+
+Checks that the numbers shown are those of the stream (formatted es-ES: decimal comma, W/kW,
+kWh, €), that live values update, that the client survives a server restart (offline values
+with their age, then automatic reconnect), and saves screenshots to test-artifacts/.
+
+Today's balances of m1 (inserted here, local hours 0-2 of today):
+    h0: G  800  C 1000  A  400  SC  400  S   0  I 600
+    h1: G 3000  C 1200  A 1500  SC 1200  S 300  I   0
+    h2: G    0  C  800  A    0  SC    0  S   0  I 800
+    totals: C 3.0 kWh, SC 1.6, S 0.3, I 1.4;
+    savings 1.6 × 0.15 + min(0.3 × 0.04, 1.4 × 0.15) = 0.24 + 0.012 = 0.25 €
+    community today: G 3.8 kWh → self-consumption 1.6 / 3.8 = 42 %, coverage 1.6 / 3.0 = 53 %
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dash_helpers import CID, CUPS, LiveServer, alarm_msg, community_msg, member_msg, wait_for
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from test_dash_ws import produce
+
+from dashboards.history import local_midnight, today_local
+from ioe.clickhouse import client
+from ioe.settings import ROOT
+
+pytestmark = [pytest.mark.stack, pytest.mark.browser]
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TODAY = [(800, 1000, 400, 400, 0, 600), (3000, 1200, 1500, 1200, 300, 0),
+         (0, 800, 0, 0, 0, 800)]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def insert_today(server: LiveServer) -> None:
+    midnight = local_midnight(today_local("Europe/Madrid"), "Europe/Madrid")
+    rows = []
+    for hour, (g, c, a, sc, s, i) in enumerate(TODAY):
+        start = datetime.fromtimestamp(midnight + hour * 3600, UTC)
+        rows.append((CID, "m1", CUPS["m1"], start, 3600, 0.5, g, c, a, sc, s, i, "meter", 1,
+                     start, 1))
+    now = datetime.now(UTC).replace(microsecond=0)
+    ch = client(server.settings, database=server.settings.clickhouse_database)
+    try:
+        ch.execute("INSERT INTO balances (community_id, member_id, cups, interval_start, "
+                   "interval_s, coefficient, generation_wh, consumption_wh, assigned_wh, "
+                   "self_consumed_wh, surplus_wh, import_wh, source, complete, computed_at, "
+                   "version) VALUES", rows)
+        ch.execute("INSERT INTO readings (community_id, device_id, ts, ts_ms, source, quality, "
+                   "power_w, version) VALUES",
+                   [(CID, "shelly-m1:0", now, int(now.timestamp() * 1000), "t", "measured",
+                     2250.0, 1),
+                    (CID, "inv-1", now - timedelta(hours=2),
+                     int((now - timedelta(hours=2)).timestamp() * 1000), "t", "measured",
+                     100.0, 1)])
+    finally:
+        ch.disconnect()
+
+
+def text(page: Page, selector: str) -> str:
+    return " ".join(page.locator(selector).inner_text().split())
+
+
+def see(page: Page, selector: str, value: str, timeout: float = 20_000) -> None:
+    """The element shows ``value`` (non-breaking spaces read as spaces)."""
+    expect(page.locator(selector)).to_have_text(value.replace(" ", "\u00a0") if "€" in value
+                                                else value, timeout=timeout)
+
+
+def shoot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def open_page(browser: Browser, server: LiveServer, path: str, token: str,
+              viewport: dict[str, int], errors: list[str]) -> Page:
+    context = browser.new_context(viewport=viewport, locale="es-ES",
+                                  timezone_id="Europe/Madrid")
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server.url}{path}#token={token}")
+    return page
+
+
+@pytest.fixture
+def fed(live_server: LiveServer) -> LiveServer:
+    insert_today(live_server)
+    ts = now_ms()
+    produce(live_server,
+            member_msg("m1", ts, assigned=1500.0, consumption=2250.0),
+            member_msg("m2", ts, assigned=900.0, consumption=400.0, beta=0.3),
+            community_msg(ts, generation=3000.0, consumption=5000.0, self_consumption=2500.0,
+                          reporting=2))
+    wait_for(lambda: live_server.app.state.hub.latest.get(f"community:{CID}"), what="feed")
+    return live_server
+
+
+def test_member_mobile_view_shows_the_stream_and_updates(fed: LiveServer, browser: Browser
+                                                         ) -> None:
+    errors: list[str] = []
+    page = open_page(browser, fed, "/member", fed.token(), {"width": 390, "height": 844},
+                     errors)
+    see(page, "#conn-state", "En directo")
+    see(page, "#live-assigned", "1,50 kW")
+    see(page, "#live-consumption", "2,25 kW")
+    see(page, "#live-self", "1,50 kW")
+    see(page, "#live-import", "750 W")
+    see(page, "#live-surplus", "0 W")
+    see(page, "#live-coefficient", "0,500000")
+    see(page, "#live-generation", "3,00 kW")
+    see(page, "#member-name", "· Ana García")
+    see(page, "#today-consumption", "3,00 kWh")
+    see(page, "#today-self", "1,60 kWh")
+    see(page, "#today-surplus", "0,30 kWh")
+    see(page, "#today-import", "1,40 kWh")
+    see(page, "#today-savings", "0,25 €")
+    expect(page.locator("#live-age")).to_contain_text("actualizado hace")
+    assert page.locator("#day-chart polyline").count() == 2
+    assert page.locator("#month-chart rect").count() >= 2  # today's self-consumed + import
+    assert page.locator("#week-chart").is_hidden()  # week history is the tablet's
+    shoot(page, "dashboard-member-mobile.png")
+
+    produce(fed, member_msg("m1", now_ms(), assigned=1800.0, consumption=950.0))
+    see(page, "#live-assigned", "1,80 kW")
+    see(page, "#live-consumption", "950 W")
+    see(page, "#live-surplus", "850 W")
+
+    page.click("#lang")
+    see(page, "#conn-state", "Live")
+    see(page, "#live-assigned", "1.80 kW")
+    expect(page.locator("h2#h-today")).to_have_text("Today's energy")
+    assert page.evaluate("document.documentElement.lang") == "en"
+    page.click("#lang")
+    see(page, "#conn-state", "En directo")
+    assert errors == []
+
+
+def test_member_view_survives_a_server_restart(stack_settings: Any, server_factory: Any,
+                                               browser: Browser) -> None:
+    first: LiveServer = server_factory(stack_settings, heartbeat_s=1.0)
+    produce(first, member_msg("m1", now_ms(), assigned=1234.0, consumption=2000.0))
+    errors: list[str] = []
+    page = open_page(browser, first, "/member", first.token(), {"width": 390, "height": 844},
+                     errors)
+    see(page, "#live-assigned", "1,23 kW")
+    first.stop()
+    # the server is gone: the last value stays, with its age, and the state says so
+    expect(page.locator("#conn-state")).to_have_text(
+        re.compile("Sin conexión|Reconectando…"), timeout=20_000)
+    see(page, "#live-assigned", "1,23 kW")
+    expect(page.locator("#live-age")).to_contain_text("actualizado hace")
+    shoot(page, "dashboard-member-offline.png")
+    # a new instance on the same port: the client reconnects by itself and gets the snapshot
+    second = server_factory(stack_settings, port=first.port, heartbeat_s=1.0)
+    see(page, "#conn-state", "En directo", timeout=45_000)
+    produce(second, member_msg("m1", now_ms(), assigned=2345.0, consumption=2000.0))
+    see(page, "#live-assigned", "2,35 kW")
+    assert errors == []
+
+
+def test_tablet_view_has_week_and_month_history(fed: LiveServer, browser: Browser) -> None:
+    errors: list[str] = []
+    page = open_page(browser, fed, "/tablet", fed.token(), {"width": 1024, "height": 1366},
+                     errors)
+    see(page, "#live-assigned", "1,50 kW")
+    see(page, "#today-consumption", "3,00 kWh")
+    expect(page.locator("#week-chart")).to_be_visible()
+    expect(page.locator("#week-totals")).to_contain_text("3,00 kWh")
+    expect(page.locator("#month-totals")).to_contain_text("3,00 kWh")
+    see(page, "#week-savings", "0,25 €")
+    # the week chart has one bar per day with data: today (self-consumed + import)
+    assert page.locator("#week-chart rect").count() == 2
+    label = page.locator("#week-chart").get_attribute("aria-label") or ""
+    assert "3,00 kWh" in label  # self-consumed 1.6 + import 1.4
+    with page.expect_download() as download:
+        page.click("#export")
+    csv_text = Path(download.value.path()).read_text()
+    assert csv_text.count("\n") == 4 and "1000.000" in csv_text
+    produce(fed, member_msg("m1", now_ms(), assigned=500.0, consumption=600.0))
+    see(page, "#live-assigned", "500 W")
+    shoot(page, "dashboard-member-tablet.png")
+    assert errors == []
+
+
+def test_control_centre_shows_every_member_plant_device_and_alarm(fed: LiveServer,
+                                                                  browser: Browser) -> None:
+    errors: list[str] = []
+    page = open_page(browser, fed, "/control", fed.token(role="operator", member=None),
+                     {"width": 1440, "height": 1000}, errors)
+    see(page, "#conn-state", "En directo")
+    see(page, "#community-name", "· Comunidad de Prueba")
+    see(page, "#community-generation", "3,00 kW")
+    see(page, "#community-consumption", "5,00 kW")
+    see(page, "#community-self", "2,50 kW")
+    see(page, "#community-selfratio", "83 %")
+    see(page, "#community-coverage", "50 %")
+    see(page, "#community-reporting", "2 / 3")
+    see(page, "#today-generation", "3,80 kWh")
+    see(page, "#today-selfratio", "42 %")
+    see(page, "#today-coverage", "53 %")
+    m1 = "#members-table tr[data-member=m1]"
+    see(page, f"{m1} [data-field=assigned]", "1,50 kW")
+    see(page, f"{m1} [data-field=consumption]", "2,25 kW")
+    see(page, f"{m1} [data-field=coefficient]", "0,500000")
+    see(page, "#members-table tr[data-member=m2] [data-field=assigned]", "900 W")
+    see(page, "#members-table tr[data-member=m3] [data-field=assigned]", "—")
+    see(page, "#members-table tr[data-member=m3] [data-field=coefficient]", "0,200000")
+    assert page.locator("#members-table tbody tr").count() == 3
+    see(page, "#plants-table tr[data-plant=plant-1] [data-field=power]", "3,00 kW")
+    see(page, "#devices-table tr[data-device='shelly-m1:0'] [data-field=status]", "correcto")
+    see(page, "#devices-table tr[data-device='inv-1'] [data-field=status]", "desconectado")
+    see(page, "#schedule-sum", "1,000000")
+    see(page, "#alarms-list li", "Ninguna alarma abierta")
+
+    ts = now_ms()
+    produce(fed, alarm_msg("al-1", f"operators:{CID}", member="m2", ts_ms=ts,
+                           device="shelly-m2:0"),
+            member_msg("m1", ts, assigned=2100.0, consumption=2250.0),
+            community_msg(ts, generation=4000.0, consumption=5000.0, self_consumption=3000.0))
+    expect(page.locator("#alarms-list li[data-alarm=al-1]")).to_contain_text("Josep Martí")
+    see(page, f"{m1} [data-field=assigned]", "2,10 kW")
+    see(page, "#community-generation", "4,00 kW")
+    see(page, "#community-selfratio", "75 %")
+    shoot(page, "dashboard-control-centre.png")
+    produce(fed, alarm_msg("al-1", f"operators:{CID}", member="m2", ts_ms=ts, state="closed",
+                           device="shelly-m2:0"))
+    see(page, "#alarms-list li", "Ninguna alarma abierta")
+    assert errors == []
+
+
+def test_pages_without_a_token_ask_for_one(live_server: LiveServer, browser: Browser) -> None:
+    context = browser.new_context(locale="es-ES")
+    page = context.new_page()
+    page.goto(live_server.url + "/member")
+    expect(page.locator("#need-token")).to_be_visible()
+    page.goto(live_server.url + "/")
+    expect(page.locator("label[for=token]")).to_have_text("Token de acceso")
+    page.fill("#token", live_server.token())
+    page.click("button[value='/member']")
+    see(page, "#conn-state", "En directo")
