@@ -160,7 +160,9 @@ def start_kafka(settings: Settings, local: Path) -> subprocess.Popen[bytes]:
     java = ["java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # a leading '-' would be read as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
                         "-c", str(props)], check=True, stdout=subprocess.DEVNULL)
     return _spawn([*java, "kafka.Kafka", str(props)], base / "kafka.log")

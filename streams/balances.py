@@ -101,11 +101,25 @@ class BalanceEngine:
         self.watermarks = watermarks
         self.config = config
         self.clock = clock or VersionClock()
+        self._watermark: dict[str, int] = {}
 
     # -- ingest ------------------------------------------------------------------------------
     def watermark(self, community_id: str) -> int | None:
+        cached = self._watermark.get(community_id)
         value = self.watermarks.get(community_id)
-        return None if value is None else int(value)
+        if value is None:
+            return cached
+        return int(value) if cached is None else max(cached, int(value))
+
+    def _advance(self, community_id: str, ts_ms: int) -> None:
+        """The watermark moves with nearly every reading; the table (one changelog message
+        per write) gets it only when a quarter is crossed or every 10 s of event time. After
+        a restart it may lag by that much, which merely delays an emission."""
+        self._watermark[community_id] = ts_ms
+        persisted = self.watermarks.get(community_id)
+        if (persisted is None or quarter_of(ts_ms) != quarter_of(int(persisted))
+                or ts_ms - int(persisted) >= 10_000):
+            self.watermarks[community_id] = ts_ms
 
     def add(self, community: Community, device: Device, reading: Reading) -> bool:
         """Fold one reading into the state; True when an interval that is already due changed
@@ -113,7 +127,7 @@ class BalanceEngine:
         cid = community.id
         old_wm = self.watermark(cid)
         if old_wm is None or reading.ts_ms > old_wm:
-            self.watermarks[cid] = reading.ts_ms
+            self._advance(cid, reading.ts_ms)
         wm = max(reading.ts_ms, old_wm or reading.ts_ms)
         crossed = old_wm is not None and quarter_of(wm) > quarter_of(old_wm)
         if reading.interval_s and (reading.interval_energy_wh is not None

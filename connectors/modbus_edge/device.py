@@ -69,6 +69,8 @@ class DeviceConfig:
     max_registers: int = MAX_REGISTERS
     busy_retries: int = 3
     busy_backoff_s: float = 0.5
+    #: channels to publish ("main" = the device itself, "meter", …); None = every channel
+    channels: tuple[str, ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -98,6 +100,8 @@ def device_from_dict(raw: Mapping[str, Any]) -> DeviceConfig:
     if unknown:
         raise ValueError(f"device {raw['id']}: unknown settings {sorted(unknown)}")
     values["map"] = register_map
+    if values.get("channels") is not None:
+        values["channels"] = tuple("" if c == "main" else str(c) for c in values["channels"])
     if values.get("transport", "tcp") not in ("tcp", "rtu"):
         raise ValueError(f"device {raw['id']}: transport must be tcp or rtu")
     return DeviceConfig(**values)
@@ -225,7 +229,8 @@ class Poller:
                     registers[(request.fc, request.address + offset)] = word
         self._last_ts = ts_ms
         values = decode_points(register_map.points, registers)
-        readings, rejected = build_readings(self.device.id, register_map, values, ts_ms)
+        readings, rejected = build_readings(self.device.id, register_map, values, ts_ms,
+                                            self.device.channels)
         points = sum(1 for v in values.values() if v is not None)
         return PollResult(readings, values, points, len(self.requests), rejected)
 
@@ -237,13 +242,16 @@ class Poller:
 
 
 def build_readings(device_id: str, register_map: RegisterMap,
-                   values: Mapping[str, float | str | None], ts_ms: int
+                   values: Mapping[str, float | str | None], ts_ms: int,
+                   channels: tuple[str, ...] | None = None
                    ) -> tuple[list[Reading], list[tuple[dict[str, Any], ReadingError]]]:
     """One validated reading per channel that has at least one contract value."""
     by_channel: dict[str, dict[str, Any]] = {}
     for point in register_map.points:
         value = values.get(point.name)
         if point.field is None or value is None:
+            continue
+        if channels is not None and point.channel not in channels:
             continue
         fields = by_channel.setdefault(point.channel, {})
         if point.field == "status":

@@ -101,6 +101,12 @@ def main() -> None:
               "        plant: plant-1",
               "        rated_power_w: 15000",
               "        protocol: {type: modbus, host: 127.0.0.1, port: 5021, unit: 1, map: huawei-sun2000}",
+              "        expected_interval_s: 10",
+              "      # the grid meter behind the Huawei inverter (plant export), read by the same edge",
+              "      - id: inv-huawei-1:meter",
+              "        role: grid",
+              "        plant: plant-1",
+              "        protocol: {type: modbus, via: inv-huawei-1}",
               "        expected_interval_s: 10"]
     for i, (mid, _, _, _, decoder) in enumerate(members, start=1):
         lines += device_for(i, mid, decoder)

@@ -132,8 +132,8 @@ def modbus_edge_config(registry_path: Path, out: Path) -> Path:
     devices: list[dict[str, Any]] = []
     for device in registry.devices():
         protocol = device.protocol
-        if protocol.get("type") != "modbus":
-            continue
+        if protocol.get("type") != "modbus" or "via" in protocol:
+            continue  # a channel of another device (e.g. an inverter's grid meter)
         devices.append({
             "id": device.id, "community_id": device.community_id,
             "host": str(protocol.get("host", "127.0.0.1")), "port": int(protocol.get("port", 502)),

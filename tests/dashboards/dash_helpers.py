@@ -16,7 +16,9 @@ import uvicorn
 
 from dashboards import tokens
 from dashboards.app import create_app
+from ioe.kafka import make_producer
 from ioe.settings import Settings
+from ioe.topics import LIVE
 
 CID = "ce-test"
 OTHER = "ce-other"
@@ -170,3 +172,14 @@ def alarm_msg(alarm_id: str, channel: str, *, member: str | None, state: str = "
         "opened_at_ms": ts_ms, "closed_at_ms": None if state == "open" else ts_ms + 1000,
         "evidence": {"age_s": 120}, "updated_at_ms": ts_ms + (0 if state == "open" else 1000),
         "version": 1 if state == "open" else 2}}
+
+
+def produce(server: LiveServer, *messages: dict[str, Any]) -> None:
+    producer = make_producer(server.settings)
+    try:
+        for message in messages:
+            producer.send(server.settings.topic(LIVE), key=message.get("community_id", CID),
+                          value=orjson.dumps(message))
+        producer.flush(30)
+    finally:
+        producer.close()

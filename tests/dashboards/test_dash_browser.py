@@ -23,9 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dash_helpers import CID, CUPS, LiveServer, alarm_msg, community_msg, member_msg, wait_for
+from dash_helpers import (
+    CID,
+    CUPS,
+    LiveServer,
+    alarm_msg,
+    community_msg,
+    member_msg,
+    produce,
+    wait_for,
+)
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from test_dash_ws import produce
 
 from dashboards.history import local_midnight, today_local
 from ioe.clickhouse import client

@@ -22,6 +22,7 @@ from dash_helpers import (
     alarm_msg,
     community_msg,
     member_msg,
+    produce,
     wait_for,
 )
 from websockets.exceptions import ConnectionClosed
@@ -56,17 +57,6 @@ class Client:
 
     def close(self) -> None:
         self.ws.close()
-
-
-def produce(server: LiveServer, *messages: dict[str, Any]) -> None:
-    producer = make_producer(server.settings)
-    try:
-        for message in messages:
-            producer.send(server.settings.topic(LIVE), key=message.get("community_id", CID),
-                          value=orjson.dumps(message))
-        producer.flush(30)
-    finally:
-        producer.close()
 
 
 def is_delta(channel: str, ts: int | None = None) -> Any:

@@ -186,6 +186,21 @@ def test_huawei_meter_importing(modbus_server):
     assert meter.power_w == pytest.approx(640.0)
 
 
+def test_channels_setting_selects_what_is_published(modbus_server):
+    from connectors.modbus_edge.device import device_from_dict
+
+    server = modbus_server({1: huawei_image()})
+    device = device_from_dict({"id": "hw", "map": "huawei-sun2000", "host": "127.0.0.1",
+                               "port": server.port, "delay_after_connect_s": 0,
+                               "channels": ["main"]})
+    link = Link(device)
+    try:
+        result = Poller(device, link).poll(now_ms=TS)
+    finally:
+        link.close()
+    assert [r.device_id for r in result.readings] == ["hw"]
+
+
 # -- SMA -----------------------------------------------------------------------------------------
 def sma_image(night: bool = False) -> dict[int, int]:
     image: dict[int, int] = {}

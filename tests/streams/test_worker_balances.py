@@ -186,6 +186,7 @@ def test_simulated_day_two_workers_kill_outage_datadis(stack_settings, tmp_path)
         workers[0] = WorkerProcess(settings, tmp_path, "w1", *options)  # same app, restarted
         send_readings(producer, topic, on_time[2 * third:])
         send_readings(producer, topic, late + [datadis_fixed])  # older than the watermark
+        send_readings(producer, topic, on_time[:500])  # a connector replaying what it sent
         # one more reading per community so the late intervals' re-emission is triggered
         ticks = [Reading(device_id=f"{cid}-m01-1", ts_ms=DAY + 24 * HOUR + 41 * 60_000,
                          source="test", community_id=cid, power_w=100.0) for cid in cids]
