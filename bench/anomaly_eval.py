@@ -73,6 +73,8 @@ class KindScore:
     detected: int = 0
     alarms: int = 0
     true_alarms: int = 0
+    #: true alarms explained by another kind's fault (a label's ``also``)
+    consequential: int = 0
     delays: list[float] | None = None
 
     def as_dict(self, window_s: float) -> dict[str, Any]:
@@ -80,7 +82,7 @@ class KindScore:
         median = statistics.median(delays) if delays else None
         return {
             "labels": self.labels, "detected": self.detected, "alarms": self.alarms,
-            "true_alarms": self.true_alarms,
+            "true_alarms": self.true_alarms, "consequential": self.consequential,
             "recall": self.detected / self.labels if self.labels else None,
             "precision": self.true_alarms / self.alarms if self.alarms else None,
             "median_delay_s": median, "window_s": window_s,
@@ -122,6 +124,8 @@ def score(labels: Iterable[Label], alarms: Iterable[dict[str, Any]],
         absorbed.add((matched, kind))
         stats.true_alarms += 1
         label = labels[matched]
+        if kind != label.kind:
+            stats.consequential += 1
         if kind == label.kind and matched not in first_delay:
             first_delay[matched] = (alarm["opened_at_ms"] - label.start_ms) / 1000
             stats.detected += 1
@@ -201,14 +205,15 @@ def format_table(result: dict[str, dict[str, Any]]) -> str:
     def pct(x: float | None) -> str:
         return "   -  " if x is None else f"{x:6.3f}"
 
-    lines = [f"{'kind':<19}{'labels':>7}{'alarms':>7}{'recall':>8}{'precis.':>8}"
-             f"{'median delay':>14}{'window':>9}  ok"]
+    lines = [f"{'kind':<19}{'labels':>7}{'alarms':>7}{'conseq.':>8}{'recall':>8}"
+             f"{'precis.':>8}{'median delay':>14}{'window':>9}  ok"]
     for kind, r in result.items():
         delay = "-" if r["median_delay_s"] is None else f"{r['median_delay_s']:.0f} s"
         ok = (r["recall"] is None or r["recall"] >= 0.95) and \
              (r["precision"] is None or r["precision"] >= 0.95) and \
              (r["labels"] == 0 or r["delay_ok"])
-        lines.append(f"{kind:<19}{r['labels']:>7}{r['alarms']:>7}  {pct(r['recall'])}  "
+        lines.append(f"{kind:<19}{r['labels']:>7}{r['alarms']:>7}{r['consequential']:>8}  "
+                     f"{pct(r['recall'])}  "
                      f"{pct(r['precision'])}{delay:>14}{r['window_s']:>8.0f}s  "
                      f"{'yes' if ok else 'NO'}")
     return "\n".join(lines)

@@ -133,8 +133,8 @@ class Connection:
     async def _close(self, ending: Ending) -> None:
         try:
             if ending.frame:
-                await asyncio.wait_for(self.ws.send_text(ending.frame), 2.0)
-            await asyncio.wait_for(self.ws.close(ending.code), 2.0)
+                await asyncio.wait_for(self.ws.send_text(ending.frame), 1.0)
+            await asyncio.wait_for(self.ws.close(ending.code), 1.0)
         except Exception:  # the peer is gone or stuck: nothing more to tell it
             log.debug("close of %s did not complete", self.session.name)
 

@@ -275,9 +275,6 @@ class Bridge:
                 received_at_ms: int) -> None:
         outcome = self.processor.process(topic, payload, received_at_ms, retain)
         pending = _Pending(mid, qos, outcome, [None] * len(outcome.records))
-        if qos:
-            self._client.ack(mid, qos)  # MUTATION: ack before Kafka
-        time.sleep(0.001)
         self._send(pending, range(len(outcome.records)))
         self._pending.append(pending)
         self.metrics.pending.set(len(self._pending))

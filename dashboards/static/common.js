@@ -284,6 +284,11 @@ function size(svg, { height = 200 } = {}) {
   return { width: Math.max(240, Math.round(svg.clientWidth || 640)), height };
 }
 
+function empty(svg, width, height) {
+  svg.append(node("text", { x: width / 2, y: height / 2, "text-anchor": "middle",
+    class: "empty" }, t("chartEmpty")));
+}
+
 function frame(svg, width, height) {
   svg.replaceChildren();
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
@@ -319,6 +324,7 @@ export function barChart(svg, rows, series, options = {}) {
     }
   });
   const total = totals.reduce((a, b) => a + b, 0);
+  if (total === 0) empty(svg, width, height);
   svg.setAttribute("aria-label", `${series.map((s) => s.label).join(", ")}: ${fmtEnergy(total)}`);
 }
 
@@ -355,6 +361,9 @@ export function lineChart(svg, rows, series, options = {}) {
         row.short ?? row.label));
     }
   });
+  if (!rows.some((r) => r.has !== false && series.some((s) => r[s.key]))) {
+    empty(svg, width, height);
+  }
   svg.setAttribute("aria-label", series.map((s) =>
     `${s.label}: ${fmtEnergy(rows.reduce((a, r) => a + (r[s.key] || 0), 0))}`).join("; "));
 }

@@ -30,7 +30,7 @@ def test_meter_hours_from_counter_worked_by_hand():
     assert hours.hour(T0 + HOUR)[0] == pytest.approx(150.0)
 
 
-def household(h, start, hours, rng, scale=1.0, base=120.0):
+def household(h, start, hours, rng, scale=1.0, base=200.0):
     """Feed a meter (power × scale, counter likewise) and the true Datadis hours."""
     energy = 2_000_000.0
     for hour in range(hours):
@@ -59,8 +59,8 @@ def test_miscalibrated_ct_opens_after_three_hours():
     opened = h.of("divergence", "open")
     assert len(opened) == 1 and opened[0].device_id == "meter-m1"
     assert opened[0].member_id == "m1"
-    # hours 00,01,02 diverge; the third comparison arrives with the 03:00 Datadis reading...
-    # ...which the harness feeds right after the 02:59 meter reading: clock = 02:59
+    # ~200 Wh/h measured as ~120: hours 00, 01 and 02 each diverge (> 50 Wh and > 10 %);
+    # the third divergent hour opens the alarm
     assert opened[0].evidence["hour_start_ms"] == T0 + 2 * HOUR
     assert opened[0].evidence["ratio"] == pytest.approx(0.6, abs=0.02)
 

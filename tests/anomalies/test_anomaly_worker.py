@@ -1,0 +1,159 @@
+"""The anomaly agent inside the real ``ioe worker`` (Kafka, Faust, ClickHouse sink): alarms on
+``ioe.anomalies``, alarm updates on ``ioe.live`` for operators and the owning member, offline
+detection from event-time ticks, no duplicate alarm after a worker restart (state restored from
+the ``anomaly_state`` table), and the alarm rows in ClickHouse."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from anomaly_helpers import CID, MIN, community, ms, reading
+from kafka import KafkaConsumer, TopicPartition
+
+from ioe.clickhouse import client as ch_client
+from ioe.kafka import make_producer
+from ioe.settings import ROOT, Settings
+from ioe.topics import ANOMALIES, LIVE, READINGS, REGISTRY
+
+pytestmark = pytest.mark.stack
+
+T0 = ms(2026, 6, 21, 9, 0)  # 11:00 local, sun well up
+
+
+class Worker:
+    def __init__(self, settings: Settings, log_dir: Path, name: str) -> None:
+        env = dict(os.environ, IOE_TOPIC_PREFIX=settings.topic_prefix,
+                   IOE_CLICKHOUSE_DB=settings.clickhouse_database,
+                   IOE_PARTITIONS=str(settings.partitions), IOE_KAFKA=settings.kafka_bootstrap,
+                   PYTHONUNBUFFERED="1")
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ioe.cli", "worker", "--data-dir", str(log_dir / name)],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self._log.close()
+
+
+class Reader:
+    def __init__(self, settings: Settings, logical: str) -> None:
+        self.topic = settings.topic(logical)
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                      enable_auto_commit=False, group_id=None)
+        parts = self.consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
+        self.messages: list[dict[str, Any]] = []
+
+    def wait(self, predicate, timeout_s: float, what: str) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for records in self.consumer.poll(timeout_ms=500).values():
+                self.messages += [orjson.loads(r.value) for r in records]
+            if predicate(self.messages):
+                return self.messages
+        raise AssertionError(f"timed out waiting for {what}; got {self.messages[-5:]}")
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def opened(messages, kind):
+    return [m for m in messages if m["kind"] == kind and m["state"] == "open"]
+
+
+def test_agent_in_the_worker(stack_settings, tmp_path):
+    settings = stack_settings
+    comm = community(members=1, inverters=2)
+    producer = make_producer(settings)
+    producer.send(settings.topic(REGISTRY), key=CID, value=comm.to_json())
+    producer.flush()
+    anomalies = Reader(settings, ANOMALIES)
+    live = Reader(settings, LIVE)
+    topic = settings.topic(READINGS)
+
+    def send(minutes: range, *, fault: bool, meter: bool = True, sentinel: bool = False):
+        for i in minutes:
+            ts = T0 + i * MIN
+            batch = [reading("inv-1", ts, 0.0 if fault else 5000.0 + i, source="sunspec",
+                             status="7" if fault else "4"),
+                     reading("inv-2", ts, 5100.0 + i, source="sunspec", status="4")]
+            if meter:
+                batch.append(reading("meter-m1", ts, 65535.0 if sentinel else 300.0 + i))
+            for r in batch:
+                producer.send(topic, key=CID, value=r.to_json())
+        producer.flush()
+
+    worker = Worker(settings, tmp_path, "w1")
+    try:
+        send(range(0, 5), fault=False)
+        send(range(5, 10), fault=True, sentinel=True)
+        msgs = anomalies.wait(lambda m: opened(m, "inverter_fault") and opened(m, "out_of_range"),
+                              180, "inverter fault and out-of-range alarms")
+        fault = opened(msgs, "inverter_fault")[0]
+        assert (fault["device_id"], fault["severity"], fault["community_id"]) == (
+            "inv-1", "critical", CID)
+        assert fault["opened_at_ms"] == T0 + 6 * MIN  # second fault reading (open_n = 2)
+        oor = opened(msgs, "out_of_range")[0]
+        assert (oor["device_id"], oor["member_id"]) == ("meter-m1", "m1")
+        channels = live.wait(
+            lambda m: {"operators:ce-test", "member:ce-test:m1"} <= {
+                x["channel"] for x in m if x.get("type") == "alarm"}, 60, "alarm live updates")
+        alarm_channels = [(x["channel"], x["alarm"]["kind"]) for x in channels
+                          if x.get("type") == "alarm"]
+        assert ("operators:ce-test", "inverter_fault") in alarm_channels
+        assert ("member:ce-test:m1", "out_of_range") in alarm_channels
+        assert ("member:ce-test:m1", "inverter_fault") not in alarm_channels  # not m1's device
+        time.sleep(3)  # let the table changelog reach Kafka before the restart
+    finally:
+        worker.stop()
+
+    # restart: the fault goes on, the meter falls silent -> no second inverter_fault alarm,
+    # but an offline alarm for the meter from event-time ticks
+    worker = Worker(settings, tmp_path, "w1")
+    try:
+        send(range(10, 20), fault=True, meter=False)
+        send(range(20, 23), fault=False, meter=False)
+        msgs = anomalies.wait(lambda m: opened(m, "offline") and any(
+            x["kind"] == "inverter_fault" and x["state"] == "closed" for x in m),
+            180, "offline alarm and the inverter fault closing")
+        assert len(opened(msgs, "inverter_fault")) == 1, opened(msgs, "inverter_fault")
+        closed = [x for x in msgs if x["kind"] == "inverter_fault" and x["state"] == "closed"]
+        assert closed[0]["alarm_id"] == fault["alarm_id"]
+        off = opened(msgs, "offline")[0]
+        # last meter reading at +9 min; window 3 × 60 s; first tick with > 180 s silence
+        assert (off["device_id"], off["opened_at_ms"]) == ("meter-m1", T0 + 13 * MIN)
+
+        def rows():
+            ch = ch_client(settings)
+            try:
+                return ch.execute(f"SELECT kind, state FROM {settings.clickhouse_database}"
+                                  f".anomalies FINAL WHERE alarm_id = '{fault['alarm_id']}'")
+            finally:
+                ch.disconnect()
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and rows() != [("inverter_fault", "closed")]:
+            time.sleep(1)
+        assert rows() == [("inverter_fault", "closed")]
+    finally:
+        worker.stop()
+        anomalies.close()
+        live.close()
+        producer.close()
