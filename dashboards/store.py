@@ -40,7 +40,10 @@ class Store:
             "AND interval_start >= toDateTime(%(a)s) AND interval_start < toDateTime(%(b)s) "
             "ORDER BY interval_start",
             {"c": community_id, "m": member_id, "a": int(start), "b": int(end)})
-        return [HourRow(int(r[0]), *(float(v) for v in r[1:8]), str(r[8]), bool(r[9]))
+        return [HourRow(ts=int(r[0]), coefficient=float(r[1]), generation_wh=float(r[2]),
+                        consumption_wh=float(r[3]), assigned_wh=float(r[4]),
+                        self_consumed_wh=float(r[5]), surplus_wh=float(r[6]),
+                        import_wh=float(r[7]), source=str(r[8]), complete=bool(r[9]))
                 for r in rows]
 
     def member_cups(self, community_id: str, member_id: str, start: int, end: int) -> list[str]:

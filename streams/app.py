@@ -229,7 +229,9 @@ class ReadingsProcessor:
                 if current != value:
                     self.latest[device.id] = value
                 self._live_dirty.add(cid)
-        if self.engine.add(community, device, reading):
+        if self.engine.add(community, device, reading) or cid not in self._emit_at:
+            # (first reading of a community since start or since it was assigned here: pending
+            # intervals left by the previous owner may already be due)
             self._due.add(cid)
         now = time.monotonic()
         if cid in self._due and now - self._emit_at.get(cid, 0.0) >= self.config.emit_min_s:

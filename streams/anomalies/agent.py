@@ -94,15 +94,7 @@ class AnomalyAgent:
         cid = community.id
         events: list[Alarm] = []
         if cid not in self._restored:
-            self._restored.add(cid)
-            snapshot = self.table.get(f"community:{cid}")
-            if snapshot:
-                self.engine.restore_community(snapshot)
-        if device.id not in self._restored:
-            self._restored.add(device.id)
-            snapshot = self.table.get(device.id)
-            if snapshot:
-                self.engine.restore_device(device.id, snapshot)
+            self._restore(community, reading.ts_ms)
         if self._community_version.get(cid) is not community:  # first time or new version
             self._community_version[cid] = community
             self.engine.owned.add(cid)
@@ -112,6 +104,27 @@ class AnomalyAgent:
         self._received[cid] = (time.time(), newest)
         events += self.engine.on_reading(device, community, reading)
         return events
+
+    def _restore(self, community: Community, ts_ms: int) -> None:
+        """First reading of a community in this worker (start-up, rebalance): bring back the
+        state of the community and of all its devices (they share the partition, so their
+        table entries are here). Snapshots may be up to ``snapshot_s`` old, so a restored
+        ``last_seen`` is moved up to now: a restart delays an offline alarm by at most one
+        window instead of raising a false one; alarms already open were restored as open."""
+        self._restored.add(community.id)
+        snapshot = self.table.get(f"community:{community.id}")
+        if snapshot:
+            self.engine.restore_community(snapshot)
+        for device in community.devices:
+            if device.id in self._restored:
+                continue
+            self._restored.add(device.id)
+            snapshot = self.table.get(device.id)
+            if snapshot:
+                self.engine.restore_device(device.id, snapshot)
+                state = self.engine.devices.get(device.id)
+                if state is not None and state.last_seen_ms is not None:
+                    state.last_seen_ms = max(state.last_seen_ms, ts_ms)
 
     def _event_ticks(self, cid: str, ts_ms: int) -> list[Alarm]:
         events: list[Alarm] = []
