@@ -159,9 +159,36 @@ def replay(ds: Dataset, config: AnomalyConfig | None = None) -> list[dict[str, A
     return events
 
 
-def replay_via_kafka(ds: Dataset, *, timeout_s: float = 600.0) -> list[dict[str, Any]]:
+def _wait_caught_up(settings: Any, group: str, timeout_s: float) -> None:
+    """Wait until the worker's consumer group has committed the end of ``ioe.readings``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from ioe.topics import READINGS
+
+    topic = settings.topic(READINGS)
+    # a consumer of the worker's group that never subscribes: it only reads the group's
+    # committed offsets (it does not join the group, so it never takes partitions away)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            ends = consumer.end_offsets(tps)
+            if all((consumer.committed(tp) or 0) >= ends[tp] for tp in tps if ends[tp] > 0):
+                return
+            time.sleep(0.5)
+        print(f"warning: worker group {group} did not catch up in {timeout_s} s",
+              file=sys.stderr)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def replay_via_kafka(ds: Dataset, *, timeout_s: float = 600.0,
+                     group: str | None = None) -> list[dict[str, Any]]:
     """Produce the data set to the real topics and collect what the worker puts on
-    ``ioe.anomalies`` until ``timeout_s`` passes without news after the last reading."""
+    ``ioe.anomalies`` until two minutes pass without news after the last reading.
+    ``group``: the worker's consumer group (default ``<prefix>ioe-worker``)."""
     import orjson
     from kafka import KafkaConsumer
 
@@ -170,6 +197,7 @@ def replay_via_kafka(ds: Dataset, *, timeout_s: float = 600.0) -> list[dict[str,
     from ioe.topics import ANOMALIES, READINGS, REGISTRY
 
     settings = get_settings()
+    group = group or f"{settings.topic_prefix}ioe-worker"
     ensure_topics(settings)
     consumer = KafkaConsumer(settings.topic(ANOMALIES), bootstrap_servers=settings.kafka_bootstrap,
                              auto_offset_reset="latest", enable_auto_commit=False,
@@ -179,9 +207,13 @@ def replay_via_kafka(ds: Dataset, *, timeout_s: float = 600.0) -> list[dict[str,
     sent = 0
     for _ts, kind, payload in ds.events():
         if kind == "registry":
+            producer.flush()
+            # a registry version takes effect at the reading the worker processes after it:
+            # let the worker drain the readings sent so far so it lands at the right time
+            _wait_caught_up(settings, group, timeout_s)
             producer.send(settings.topic(REGISTRY), key=COMMUNITY_ID, value=payload.to_json())
             producer.flush()
-            time.sleep(2)  # the worker applies registry versions before the next readings
+            time.sleep(3)  # the worker's registry follower applies it
         elif kind == "reading":
             producer.send(settings.topic(READINGS), key=COMMUNITY_ID, value=payload.to_json())
             sent += 1

@@ -73,8 +73,7 @@ class Sink:
         except ReadingError:
             return None
         device = self.registry.device(reading.device_id)
-        community = device.community_id if device else reading.community_id
-        return reading_row(reading, community) if community else None
+        return reading_row(reading, device.community_id) if device else None
 
     @staticmethod
     def _json(build: Callable[[dict[str, Any]], tuple[Any, ...]]

@@ -153,7 +153,7 @@ class Agent:
     def __init__(self, config: EdgeConfig, settings: Settings | None = None,
                  registry: Registry | None = None) -> None:
         settings = settings or get_settings()
-        overrides = {k: v for k, v in (("kafka_bootstrap", config.kafka_bootstrap),
+        overrides: dict[str, Any] = {k: v for k, v in (("kafka_bootstrap", config.kafka_bootstrap),
                                        ("topic_prefix", config.topic_prefix)) if v is not None}
         self.settings = dataclasses.replace(settings, **overrides)
         self.config = config
@@ -188,7 +188,7 @@ class Agent:
         except Exception as exc:  # noqa: BLE001 - a broken device must never stop the agent
             self._offline(poller, "other", f"{device.id}: {type(exc).__name__}: {exc}")
             return False
-        rows = []
+        rows: list[tuple[str, bytes | None, bytes]] = []
         for data, error in result.rejected:
             record = dead_letter(source=SOURCE, reason="invalid_reading", detail=str(error),
                                  payload=orjson.dumps(data), origin=str(data["device_id"]))

@@ -11,6 +11,7 @@ image every ``inverter_interval_s`` of real time (1 s).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -145,7 +146,7 @@ class Simulator:
                         unit=int(protocol.get("unit", 1)), port=int(protocol.get("port", 502)),
                         rated_w=float(device.rated_power_w or plant.peak_power_kw * 1000),
                         share=shares[device.id],
-                        power_fn=lambda ts, p=plant: pv.plant_power_w(p, ts),
+                        power_fn=functools.partial(pv.plant_power_w, plant),
                         timezone=community.timezone,
                         energy_wh=float(prev.get("energy_wh", round(initial, 1))),
                         daily_wh=float(prev.get("daily_wh", 0.0)), day=str(prev.get("day", "")),

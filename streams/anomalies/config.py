@@ -115,6 +115,9 @@ class UnderperformanceConfig:
     min_peer_ratio: float = 0.08
     #: underperforming: own ratio below this fraction of the peers' median ratio
     peer_fraction: float = 0.6
+    #: ratios are smoothed (EWMA, this time constant) before comparing: readings of different
+    #: inverters are not simultaneous, and a cloud edge between two of them is not a fault
+    smoothing_s: float = 300.0
     #: judge only when at least this share of the other generators is a usable reference
     min_peer_share: float = 0.5
     #: peers' readings older than this are not used

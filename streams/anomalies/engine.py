@@ -13,6 +13,7 @@ the member's meter had a data-quality alarm is not compared with Datadis.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -60,7 +61,7 @@ class DeviceState:
     frozen: frozen.FrozenState = field(default_factory=frozen.FrozenState)
     counter: counter.CounterState = field(default_factory=counter.CounterState)
     meter: divergence.MeterHours = field(default_factory=divergence.MeterHours)
-    #: [ts_ms, power/rated] of the last generation reading (peer comparison)
+    #: [ts_ms, smoothed power/rated] of the last generation reading (peer comparison)
     ratio: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -300,14 +301,14 @@ class AnomalyEngine:
         if reading.power_w is None or not rated:
             return None
         ts = reading.ts_ms
-        ratio = max(reading.power_w, 0.0) / rated
+        cfg = self.config.underperformance
+        ratio = _smooth(state.ratio, ts, max(reading.power_w, 0.0) / rated, cfg.smoothing_s)
         state.ratio = [ts, ratio]
         if self._suppressed(device.id, underperformance.KIND):
             return None
         since = frozen.suspect_since(state.frozen)
         if since is not None and ts - since > frozen.SUSPECT_AFTER_S * 1000:
             return None  # repeating a stale value: the frozen detector's business
-        cfg = self.config.underperformance
         peers: list[float] = []
         others = 0
         for other in community.devices:
@@ -368,6 +369,16 @@ class AnomalyEngine:
             community, device.member_id, hour_start, total, reading.interval_energy_wh,
             coverage=coverage, tainted=tainted, device_id=sorted(m.id for m in meters)[0],
             now_ms=self.clock_ms)
+
+
+def _smooth(previous: list[float] | None, ts_ms: int, value: float, tau_s: float) -> float:
+    """Exponentially weighted moving average with time constant ``tau_s`` (restarts after a
+    gap of 3 τ, and for τ = 0 it is the raw value)."""
+    if previous is None or tau_s <= 0 or ts_ms - previous[0] > 3 * tau_s * 1000:
+        return value
+    dt_s = max(ts_ms - previous[0], 0) / 1000
+    alpha = 1.0 - math.exp(-dt_s / tau_s)
+    return previous[1] + alpha * (value - previous[1])
 
 
 def _location(device: Device, community: Community) -> tuple[float, float]:

@@ -62,8 +62,12 @@ def test_cloudy_day_does_not_fire_but_a_lagging_inverter_does():
     pv_day(h, start, 6 * 60, lagging, rng)
     opened = h.of("underperformance", "open")
     assert [(a.device_id, a.severity) for a in opened] == [("inv-3", "warning")]
-    # condition from 10:00; 30 min to open
-    assert opened[0].opened_at_ms == start + 150 * MIN
+    # ratios are smoothed (EWMA, τ = 300 s, 60 s steps: a = 1 − e^−0.2 = 0.1813). After k
+    # derated readings inv-3 stands at 0.4 + 0.6·(1 − a)^k of its peers, below 0.6 once
+    # (1 − a)^k < 1/3, i.e. k ≥ 6: the 6th derated reading (10:05) starts the condition,
+    # which must hold 30 min: open at 10:35
+    assert opened[0].evidence["condition_since_ms"] == start + 125 * MIN
+    assert opened[0].opened_at_ms == start + 155 * MIN
     assert [a.state for a in h.of("underperformance")] == ["open", "closed"]
 
 
