@@ -22,6 +22,7 @@ SCENARIOS = (
     ("modbus", "bench.bench_modbus_edge", "Modbus edge points/s vs raw pymodbus reads"),
     ("websocket", "bench.bench_ws_fanout", "websocket fan-out latency vs a bare uvicorn echo"),
     ("clickhouse", "bench.bench_clickhouse", "monthly settlement query over a year"),
+    ("pipeline", "bench.bench_pipeline", "Kafka→worker→ClickHouse ingest, meter→websocket latency"),
     ("anomalies", "bench.anomaly_eval", "anomaly precision / recall / detection delay"),
 )
 

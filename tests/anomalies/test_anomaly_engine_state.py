@@ -121,3 +121,18 @@ def test_live_messages_go_to_operators_and_the_owning_member_only():
     msg = live_messages(member_alarm)[0]
     assert msg["type"] == "alarm" and msg["v"] == 1
     assert msg["alarm"]["kind"] == "out_of_range" and msg["alarm"]["member_id"] == "m2"
+
+
+def test_worker_engine_only_watches_communities_whose_readings_it_owns():
+    """A worker sees every community in the registry but owns only some partitions: it must
+    not declare the devices of other workers' communities offline."""
+    bad = community(members=2, inverters=1, betas=[0.5, 0.4])
+    engine = AnomalyEngine(claim_on_registry=False)
+    assert engine.on_registry(bad, now_ms=T0) == []
+    assert engine.on_tick(T0) == [] and engine.on_tick(T0 + 60 * MIN) == []
+    events = engine.on_reading(bad.device("meter-m1"), bad, reading("meter-m1", T0, 200.0))
+    assert [(a.kind, a.state) for a in events] == [("coefficients_sum", "open")]
+    engine.on_tick(T0 + MIN)
+    offline = engine.on_tick(T0 + 10 * MIN, [bad.id])
+    assert {a.device_id for a in offline} == {"meter-m1", "meter-m2", "inv-1"}
+    assert engine.on_tick(T0 + 11 * MIN, ["another-community"]) == []
