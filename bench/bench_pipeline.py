@@ -21,7 +21,13 @@ baseline taken in the same run (so the ratio means something on any machine):
   1 update/s per community, the production default), and the age of the newest reading in each
   frame. Baseline: the same readings timed from producer to a raw aiokafka consumer of
   ``ioe.readings`` in the same run. When the worker cannot keep up, the achieved processing
-  rate and the latency growth are reported, not hidden.
+  rate (while the generator runs, and once it stopped: the catch-up rate), the latency growth
+  and the backlog left are reported, not hidden. Each load starts with the worker caught up
+  (bounded wait). The latency part runs on its own fresh topics (the ingest backlog must not sit
+  in front of it), after a short 1× warm-up so every device has been seen once, with the worker
+  at ``--emit-min-s 30`` (see ``EMIT_MIN_S``: with the default the readings agent of a fresh
+  150-member community crawls at ~1–2 readings/s, which the ingest part reports as
+  ``agent_per_s``).
 
 Everything is private to the run: topic prefix, ClickHouse databases, Faust app ids, token
 secret, registry file; subprocesses run in their own process groups and are killed at the end,
@@ -63,6 +69,12 @@ SINK_BATCH = 5000
 DISTRIBUTOR = "0021"
 #: loads of the latency phases: (label, readings/s per device)
 LOADS = (("1x", 1), ("10x", 10), ("100x", 100))
+#: ``--emit-min-s`` of the latency worker. With the default (1 s) a fresh 150-member community
+#: stalls the readings agent: every device's first reading marks ~31 intervals back to
+#: ``search_ms`` (6 h) as due, each plan recomputes them for 150 members (~1 s), and the next
+#: reading is again ≥ 1 s after the last emission, so the agent processes ~1–2 readings/s for
+#: minutes (measured by the ingest part: see ``agent_processed``). 30 s lets the warm-up pass.
+EMIT_MIN_S = 30.0
 
 
 # -- registry -----------------------------------------------------------------------------------
@@ -127,10 +139,11 @@ def _write_registry(directory: Path, cids: list[str]) -> Path:
 
 def _reading_json(device: str, cid: str, ts_ms: int, power: float) -> bytes:
     """A ``Reading.to_json()`` document, formatted directly so the load generator is cheap
-    (checked against ``Reading.from_json`` once per run)."""
+    (checked against ``Reading.from_json`` once per run). Power and a cumulative energy
+    counter (a steady 500 W, so the counter only grows), as Shelly/Tasmota meters report."""
     return (b'{"device_id":"%s","ts_ms":%d,"source":"bench","community_id":"%s",'
-            b'"power_w":%.1f,"quality":"measured","v":1}'
-            % (device.encode(), ts_ms, cid.encode(), power))
+            b'"power_w":%.1f,"energy_wh":%.3f,"quality":"measured","v":1}'
+            % (device.encode(), ts_ms, cid.encode(), power, ts_ms * (500 / 3_600_000)))
 
 
 # -- processes ----------------------------------------------------------------------------------
@@ -189,12 +202,19 @@ class Proc:
 
 
 def _worker(settings: Settings, registry: Path, tmp: Path, name: str, app: str,
-            metrics_port: int | None = None) -> Proc:
+            metrics_port: int, *extra: str) -> Proc:
     args = ["-m", "ioe.cli", "--log-level", "WARNING", "worker", "--data-dir", str(tmp / name),
-            "--workers-id", app]
-    if metrics_port:
-        args += ["--metrics-port", str(metrics_port)]
+            "--workers-id", app, "--metrics-port", str(metrics_port), *extra]
     return Proc(name, args, _env(settings, registry), tmp)
+
+
+def _processed(ports: list[int]) -> int:
+    """Readings the workers' readings agents have processed (their Prometheus counters)."""
+    total = 0.0
+    for port in ports:
+        with contextlib.suppress(OSError):
+            total += _metric(port, "ioe_worker_readings_total")
+    return int(total)
 
 
 def _metric(port: int, name: str) -> float:
@@ -308,8 +328,18 @@ def _bare_ingest_main(argv: list[str]) -> None:
     asyncio.run(main())
 
 
-def _ingest(settings: Settings, registry: Path, tmp: Path, count: int, timeout_s: float
-            ) -> dict[str, Any]:
+def _agent_rate(ports: list[int], seconds: float) -> dict[str, Any]:
+    """The readings agents' progress through the same backlog, watched for ``seconds`` after
+    the sink finished (their ClickHouse rows say nothing about live values and balances)."""
+    before, t0 = _processed(ports), time.perf_counter()
+    time.sleep(seconds)
+    after = _processed(ports)
+    return {"agent_processed": after, "agent_per_s": round((after - before)
+                                                           / (time.perf_counter() - t0), 1)}
+
+
+def _ingest(settings: Settings, registry: Path, tmp: Path, count: int, timeout_s: float,
+            watch_s: float) -> dict[str, Any]:
     from ioe.clickhouse import client as ch_client
     from ioe.clickhouse import migrate
 
@@ -333,14 +363,31 @@ def _ingest(settings: Settings, registry: Path, tmp: Path, count: int, timeout_s
 
     print("   ingest: 2 workers …", flush=True)
     s2 = dataclasses.replace(settings, clickhouse_database=db2)
-    pair = [_worker(s2, registry, tmp, f"w2-{k}", "bench-w2") for k in (1, 2)]
+    ports = [_free_port(), _free_port()]
+    pair = [_worker(s2, registry, tmp, f"w2-{k}", "bench-w2", port)
+            for k, port in zip((1, 2), ports, strict=True)]
     try:
         two = _wait_rows(settings, db2, "readings", count, pair, timeout_s)
+        two.update(_agent_rate(ports, watch_s))
     finally:
         for proc in pair:
             proc.stop()
-    print(f"   ingest: 2 workers {two['readings_per_s']:,.0f} readings/s", flush=True)
-    return {"baseline": baseline, "two_workers": two}
+    print(f"   ingest: 2 workers {two['readings_per_s']:,.0f} readings/s into ClickHouse; "
+          f"their readings agents: {two['agent_processed']:,} of {count:,} processed, "
+          f"{two['agent_per_s']:,.1f}/s", flush=True)
+
+    print("   ingest: 1 worker …", flush=True)
+    port = _free_port()
+    one_proc = _worker(settings, registry, tmp, "w1", "bench-w1", port)
+    try:
+        one = _wait_rows(settings, db1, "readings", count, [one_proc], timeout_s)
+        one.update(_agent_rate([port], watch_s))
+    finally:
+        one_proc.stop()
+    print(f"   ingest: 1 worker {one['readings_per_s']:,.0f} readings/s into ClickHouse; its "
+          f"readings agent: {one['agent_processed']:,} of {count:,} processed, "
+          f"{one['agent_per_s']:,.1f}/s", flush=True)
+    return {"baseline": baseline, "two_workers": two, "one_worker": one}
 
 
 # -- live latency -------------------------------------------------------------------------------
@@ -352,7 +399,8 @@ def _produce_paced_main(argv: list[str]) -> None:
 
     prefix, cid, rate, seconds = argv[0], argv[1], float(argv[2]), float(argv[3])
     settings = dataclasses.replace(get_settings(), topic_prefix=prefix)
-    producer = make_producer(settings, linger_ms=0)
+    # no compression: the generator shares the 2 cores with what it measures, keep it cheap
+    producer = make_producer(settings, linger_ms=0, compression_type=None)
     topic, key = settings.topic(READINGS), cid.encode()
     devices = _devices(cid)
     sent, first_ms, last_ms = 0, 0, 0
@@ -403,7 +451,8 @@ def _display_latency(readings: list[int], frames: list[tuple[float, int]]) -> tu
 
 
 async def _latency(settings: Settings, ws_url: str, token: str, cid: str,
-                   metrics_port: int, seconds: float, drain_s: float) -> list[dict[str, Any]]:
+                   metrics_port: int, seconds: float, drain_s: float, warm_s: float,
+                   catch_up_s: float) -> list[dict[str, Any]]:
     import websockets
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -448,19 +497,47 @@ async def _latency(settings: Settings, ws_url: str, token: str, cid: str,
 
     tasks = [asyncio.create_task(read_ws()), asyncio.create_task(read_raw())]
     results = []
+    sent_total = 0
+
+    async def processed_count() -> int:
+        return int(await asyncio.to_thread(_metric, metrics_port, "ioe_worker_readings_total"))
+
     try:
-        for label, per_device in LOADS:
+        for label, per_device in (("warm-up", 1), *LOADS):
+            if label != "warm-up":  # each load starts with the worker caught up (bounded wait)
+                waited = time.perf_counter()
+                while await processed_count() < sent_total and \
+                        time.perf_counter() - waited < catch_up_s:
+                    await asyncio.sleep(0.25)
+                backlog = sent_total - await processed_count()
+                if backlog > 0:
+                    print(f"   latency {label}: worker still {backlog:,} readings behind after "
+                          f"{catch_up_s:g} s; starting anyway", flush=True)
             rate = per_device * (MEMBERS + 1)
-            print(f"   latency {label}: offering {rate:,} readings/s for {seconds:g} s …",
+            length = warm_s if label == "warm-up" else seconds
+            print(f"   latency {label}: offering {rate:,} readings/s for {length:g} s …",
                   flush=True)
             processed0 = await asyncio.to_thread(_metric, metrics_port, "ioe_worker_readings_total")
             t_start = time.perf_counter()
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.bench_pipeline", "produce", settings.topic_prefix,
-                cid, str(rate), str(seconds), cwd=ROOT, env=_env(settings, Path("-")),
+                sys.executable, "-W", "ignore::DeprecationWarning", "-m", "bench.bench_pipeline",
+                "produce", settings.topic_prefix,
+                cid, str(rate), str(length), cwd=ROOT, env=_env(settings, Path("-")),
                 stdout=asyncio.subprocess.PIPE, start_new_session=True)
             out, _ = await proc.communicate()
             sent = json.loads(out.decode().strip().splitlines()[-1])
+            sent_total += sent["sent"]
+            processed_on = await processed_count() - processed0
+            on_s = time.time() - sent["first_ms"] / 1000
+            if label == "warm-up":  # every device seen once: wait for the agent to catch up
+                deadline = time.monotonic() + 90
+                while time.monotonic() < deadline and await asyncio.to_thread(
+                        _metric, metrics_port, "ioe_worker_readings_total") < processed0 + \
+                        sent["sent"]:
+                    await asyncio.sleep(0.5)
+                print(f"   latency warm-up: {sent['sent']} readings processed after "
+                      f"{time.perf_counter() - t_start:.1f} s", flush=True)
+                continue
             drain_started = time.perf_counter()
             while time.perf_counter() - drain_started < drain_s:
                 if frames and frames[-1][1] >= sent["last_ms"] and raw and \
@@ -470,6 +547,9 @@ async def _latency(settings: Settings, ws_url: str, token: str, cid: str,
             window = time.perf_counter() - t_start
             processed = await asyncio.to_thread(_metric, metrics_port,
                                                 "ioe_worker_readings_total") - processed0
+            # without the load generator competing for the cores (lower bound if it caught up)
+            drained = round((processed - processed_on)
+                            / max(time.perf_counter() - drain_started, 1e-3), 1)
             lo, hi = sent["first_ms"], sent["last_ms"]
             phase_raw = [(a, ts) for a, ts in raw if lo <= ts <= hi]
             phase_frames = [(a, ts) for a, ts in frames if lo <= ts <= hi]
@@ -482,8 +562,13 @@ async def _latency(settings: Settings, ws_url: str, token: str, cid: str,
                 "load": label, "offered_per_s": rate, "sent": sent["sent"],
                 "sent_per_s": round(sent["rate"], 1),
                 "worker_processed": int(processed),
-                "worker_per_s": round(processed / window, 1),
+                "worker_per_s_while_sending": round(processed_on / on_s, 1),
+                "worker_per_s_window": round(processed / window, 1),
+                "worker_per_s_after_sending": drained,
                 "kept_up": missing == 0 and processed >= sent["sent"],
+                "backlog_at_end": max(0, sent["sent"] - int(processed)),
+                "backlog_at_end_s": round(max(0, sent["sent"] - processed)
+                                          / max(drained, processed_on / on_s, 1.0), 1),
                 "frames": len(phase_frames), "readings_timed": len(phase_raw),
                 "readings_not_shown_in_window": missing,
                 "newest_shown_behind_last_sent_s": end_lag_s,
@@ -494,11 +579,13 @@ async def _latency(settings: Settings, ws_url: str, token: str, cid: str,
             }
             results.append(result)
             print(f"   latency {label}: sent {result['sent_per_s']:,.0f}/s, worker "
-                  f"{result['worker_per_s']:,.0f}/s, meter→ws p50 "
+                  f"{result['worker_per_s_while_sending']:,.0f}/s, meter→ws p50 "
                   f"{result['meter_to_ws_p50_ms']} ms p99 {result['meter_to_ws_p99_ms']} ms "
                   f"({len(shown)} readings, {len(phase_frames)} frames, {missing} not shown); "
                   f"raw Kafka p50 {result['raw_kafka_p50_ms']} ms p99 "
-                  f"{result['raw_kafka_p99_ms']} ms", flush=True)
+                  f"{result['raw_kafka_p99_ms']} ms; newest shown reading "
+                  f"{end_lag_s} s behind the last sent; backlog {result['backlog_at_end']:,}",
+                  flush=True)
     finally:
         for task in tasks:
             task.cancel()
@@ -572,21 +659,39 @@ def _figures(ingest: dict[str, Any], phases: list[dict[str, Any]], machine: dict
         {"name": "ingest scaling: 2 workers vs 1 worker",
          "value": two["readings_per_s"], "baseline": one["readings_per_s"],
          "unit": "readings/s", "baseline_name": "1 worker"},
+        {"name": "1 worker: readings agent rate on that backlog (defaults)",
+         "value": one["agent_per_s"], "baseline": one["readings_per_s"], "unit": "readings/s",
+         "baseline_name": "its ClickHouse sink"},
+        {"name": "2 workers: readings agents rate on that backlog",
+         "value": two["agent_per_s"], "baseline": two["readings_per_s"], "unit": "readings/s",
+         "baseline_name": "their ClickHouse sinks"},
     ]
     for p in phases:
         load = f"{p['load']} ({p['offered_per_s']:,}/s offered)"
         raw = "raw aiokafka consumer of ioe.readings"
         figures += [
-            {"name": f"meter→websocket p50, {load}", "value": p["meter_to_ws_p50_ms"],
+            {"name": f"meter→ws p50 (incl. 1/s throttle), {load}",
+             "value": p["meter_to_ws_p50_ms"],
              "baseline": p["raw_kafka_p50_ms"], "unit": "ms", "baseline_name": raw},
-            {"name": f"meter→websocket p99, {load}", "value": p["meter_to_ws_p99_ms"],
+            {"name": f"meter→ws p99 (incl. 1/s throttle), {load}",
+             "value": p["meter_to_ws_p99_ms"],
              "baseline": p["raw_kafka_p99_ms"], "unit": "ms", "baseline_name": raw},
             {"name": f"newest reading age in frame p50, {load}", "value": p["frame_age_p50_ms"],
              "baseline": p["raw_kafka_p50_ms"], "unit": "ms", "baseline_name": raw},
-            {"name": f"worker readings/s vs sent, {load}", "value": p["worker_per_s"],
+            {"name": f"worker readings/s while sending, {load}",
+             "value": p["worker_per_s_while_sending"],
              "baseline": p["sent_per_s"], "unit": "readings/s",
              "baseline_name": "readings/s the load generator achieved"},
         ]
+        if p["backlog_at_end"] or p["meter_to_ws_p50_ms"] and p["meter_to_ws_p50_ms"] > 2000:
+            figures.append({"name": f"worker readings/s after sending, {load}",
+                            "value": p["worker_per_s_after_sending"],
+                            "baseline": p["sent_per_s"], "unit": "readings/s",
+                            "baseline_name": "the load generator stopped: catch-up rate"})
+        if not p["kept_up"]:
+            figures.append({"name": f"backlog left at end (worker-s), {load}",
+                            "value": p["backlog_at_end_s"], "baseline": None, "unit": "s",
+                            "baseline_name": "readings left / catch-up rate"})
     figures.append({"name": "machine: CPU cores (shared by every process of the run)",
                     "value": machine["cpus"], "baseline": None, "unit": "cores",
                     "baseline_name": ""})
@@ -604,7 +709,8 @@ def run(quick: bool = True) -> dict[str, Any]:
     from ioe.reading import Reading
 
     count = 30_000 if quick else 120_000
-    seconds, drain_s = (4.0, 3.0) if quick else (12.0, 6.0)
+    seconds, drain_s, warm_s = (4.0, 3.0, 3.0) if quick else (12.0, 6.0, 5.0)
+    watch_s, catch_up_s = (3.0, 15.0) if quick else (8.0, 30.0)
     timeout_s = 90.0 if quick else 240.0
     machine = {"cpus": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2)}
     print(f"   machine: {machine['cpus']} CPU cores shared by Kafka, ClickHouse, worker(s), web, "
@@ -620,9 +726,11 @@ def run(quick: bool = True) -> dict[str, Any]:
             get_settings(), topic_prefix=f"benchpipe{tag}.", clickhouse_database=f"bench_pipe_{tag}",
             partitions=PARTITIONS, token_secret=secrets.token_urlsafe(40), local_dir=tmp / "local")
         databases = [settings.clickhouse_database, settings.clickhouse_database + "_w2"]
+        live = dataclasses.replace(settings, topic_prefix=f"benchpipe{tag}l.")
         try:
             registry = _write_registry(tmp, cids)
             settings = dataclasses.replace(settings, registry_path=registry)
+            live = dataclasses.replace(live, registry_path=registry)
             ensure_topics(settings)
             migrate(settings)
             publish(registry, settings)
@@ -632,27 +740,28 @@ def run(quick: bool = True) -> dict[str, Any]:
             began = time.perf_counter()
             _produce_ingest(settings, cids, count)
             print(f"   setup: produced in {time.perf_counter() - began:.1f} s", flush=True)
-            ingest = _ingest(settings, registry, tmp, count, timeout_s)
+            ingest = _ingest(settings, registry, tmp, count, timeout_s, watch_s)
 
-            print("   ingest: 1 worker …", flush=True)
+            # live latency on fresh topics: the ingest backlog must not sit in front of it
+            ensure_topics(live)
+            publish(registry, live)
+            print(f"   latency: fresh topics {live.topic_prefix}*, one worker "
+                  f"(--emit-min-s {EMIT_MIN_S:g}), ioe web …", flush=True)
             metrics_port = _free_port()
-            worker = _worker(settings, registry, tmp, "w1", "bench-w1", metrics_port)
+            worker = _worker(live, registry, tmp, "wl", "bench-live", metrics_port,
+                             "--emit-min-s", str(EMIT_MIN_S))
             procs.append(worker)
-            ingest["one_worker"] = _wait_rows(settings, settings.clickhouse_database, "readings",
-                                              count, [worker], timeout_s)
-            print(f"   ingest: 1 worker {ingest['one_worker']['readings_per_s']:,.0f} "
-                  "readings/s", flush=True)
-            _wait_metric(metrics_port, worker)
-
             web_port = _free_port()
             web = Proc("web", ["-m", "ioe.cli", "--log-level", "WARNING", "web", "--port",
-                               str(web_port)], _env(settings, registry), tmp)
+                               str(web_port)], _env(live, registry), tmp)
             procs.append(web)
+            _wait_metric(metrics_port, worker)
             _wait_web(web_port, web)
-            token = tokens.issue(settings, role="member", communities=[live_cid],
+            token = tokens.issue(live, role="member", communities=[live_cid],
                                  member_id="m001")[0]
-            phases = asyncio.run(_latency(settings, f"ws://127.0.0.1:{web_port}/ws", token,
-                                          live_cid, metrics_port, seconds, drain_s))
+            phases = asyncio.run(_latency(live, f"ws://127.0.0.1:{web_port}/ws", token,
+                                          live_cid, metrics_port, seconds, drain_s, warm_s,
+                                          catch_up_s))
             for proc in procs:
                 proc.check()
         except BaseException:
@@ -663,6 +772,7 @@ def run(quick: bool = True) -> dict[str, Any]:
             for proc in procs:
                 proc.stop()
             _drop(settings, databases)
+            _drop(live, [])
     machine["load_after"] = round(os.getloadavg()[0], 2)
     return {
         "scenario": "pipeline",
@@ -670,6 +780,9 @@ def run(quick: bool = True) -> dict[str, Any]:
                   "generator and the measuring client; meter→websocket includes the worker's "
                   "live throttle (1 community update/s, production default)"),
         "machine": machine, "communities": len(cids), "members_per_community": MEMBERS,
+        "config": {"ingest_readings": count, "load_seconds": seconds, "drain_s": drain_s,
+                   "latency_worker_emit_min_s": EMIT_MIN_S, "live_interval_s": 1.0,
+                   "partitions": PARTITIONS, "sink_batch": SINK_BATCH},
         "ingest": ingest, "latency": phases,
         "figures": _figures(ingest, phases, machine),
     }
