@@ -83,6 +83,31 @@ class VersionClock:
         return self._last
 
 
+@dataclass(frozen=True)
+class CommunityIndex:
+    """Which devices feed which balance term, worked out once per registry version: scanning
+    every device of a 150-member community for each member of each interval was most of the
+    cost of a recalculation."""
+
+    #: member id -> its own (non-Datadis) consumption meters, in registry order
+    meters: dict[str, tuple[Device, ...]]
+    #: plant id -> (its Datadis generation devices, its generation meters), in registry order
+    plants: dict[str, tuple[tuple[Device, ...], tuple[Device, ...]]]
+
+    @classmethod
+    def of(cls, community: Community) -> CommunityIndex:
+        meters: dict[str, list[Device]] = {}
+        plants: dict[str, tuple[list[Device], list[Device]]] = {
+            p.id: ([], []) for p in community.plants}
+        for d in community.devices:
+            if d.role == "consumption" and not is_official(d) and d.member_id is not None:
+                meters.setdefault(d.member_id, []).append(d)
+            if d.role == "generation" and d.plant_id in plants:
+                plants[d.plant_id][0 if is_official(d) else 1].append(d)
+        return cls(meters={k: tuple(v) for k, v in meters.items()},
+                   plants={k: (tuple(o), tuple(m)) for k, (o, m) in plants.items()})
+
+
 @dataclass
 class EmissionPlan:
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -102,6 +127,16 @@ class BalanceEngine:
         self.config = config
         self.clock = clock or VersionClock()
         self._watermark: dict[str, int] = {}
+        #: community id -> (the Community object it was built from, its index); a new registry
+        #: version is a new object, so identity tells when to rebuild
+        self._indexes: dict[str, tuple[Community, CommunityIndex]] = {}
+
+    def index(self, community: Community) -> CommunityIndex:
+        cached = self._indexes.get(community.id)
+        if cached is None or cached[0] is not community:
+            cached = (community, CommunityIndex.of(community))
+            self._indexes[community.id] = cached
+        return cached[1]
 
     # -- ingest ------------------------------------------------------------------------------
     def watermark(self, community_id: str) -> int | None:
@@ -188,13 +223,10 @@ class BalanceEngine:
             if old in self.slots:
                 del self.slots[old]
         quarters = [q]
+        holes: list[int] = []
         if first_changed:  # the bound at q (and every empty quarter back to the previous sample)
-            prev = q - QUARTER_MS
-            while prev >= q - self.config.search_ms:
-                quarters.append(prev)
-                if slot_key(device.id, prev) in self.slots:
-                    break
-                prev -= QUARTER_MS
+            walked, holes = self._back_quarters(device.id, q)
+            quarters += walked
         if last_changed:  # the bound at q + 15 min, up to the next sample or the watermark
             nxt = q + QUARTER_MS
             while nxt <= min(wm, q + self.config.search_ms):
@@ -202,7 +234,55 @@ class BalanceEngine:
                 if slot_key(device.id, nxt) in self.slots:
                     break
                 nxt += QUARTER_MS
-        return self._with_hours(quarters)
+        touched = self._with_hours(quarters)
+        if not holes:
+            return touched
+        skip = {(QUARTER_S, k) for k in holes}
+        skip |= {(HOUR_S, h) for h in {k - k % HOUR_MS for k in holes}
+                 if self._hole_hour(device.id, h, q, holes)}
+        return [t for t in touched
+                if not (t in skip and self._known(device.community_id, *t))]
+
+    def _back_quarters(self, device_id: str, q: int) -> tuple[list[int], list[int]]:
+        """The quarters before ``q`` whose bound a new first sample of slot ``q`` moves: the
+        empty ones back to the previous non-empty slot and that slot's own quarter; and which
+        of the empty ones are *holes* for this device.
+
+        They are holes when the previous sample is more than ``max_gap_ms`` before ``q`` (or
+        there is none within ``search_ms``: a device's first reading, or one back from a long
+        silence): every sample pair spanning an empty quarter is then a gap, so the device adds
+        0 Wh and "incomplete" to it before and after this sample alike
+        (``streams/energy/intervals.py``). Such a quarter needs recomputing only if it was
+        never computed (:meth:`_known`); re-marking it anyway made every new device re-mark
+        ~31 already-emitted intervals, each recalculated for every member.
+        """
+        empty: list[int] = []
+        prev = q - QUARTER_MS
+        while prev >= q - self.config.search_ms:
+            slot = self.slots.get(slot_key(device_id, prev))
+            if slot is not None:
+                last = _last_ts(slot)
+                near = last is None or q - last <= self.config.max_gap_ms
+                return [*empty, prev], ([] if near else empty)
+            empty.append(prev)
+            prev -= QUARTER_MS
+        # nothing within search_ms: any earlier sample is further away than that
+        return empty, (empty if self.config.search_ms >= self.config.max_gap_ms else [])
+
+    def _hole_hour(self, device_id: str, hour: int, q: int, holes: list[int]) -> bool:
+        """Whether the hour holds only hole quarters. Its quarters below the look-back (only
+        reached when nothing was found within ``search_ms``) count when they hold no sample:
+        the pairs spanning the hour are then more than ``search_ms`` long, gaps too."""
+        hole_set = set(holes)
+        floor = q - self.config.search_ms
+        return all(k in hole_set or (k < floor and slot_key(device_id, k) not in self.slots)
+                   for k in range(hour, hour + HOUR_MS, QUARTER_MS))
+
+    def _known(self, cid: str, interval_s: int, start: int) -> bool:
+        """Already emitted (its emitted digests match the state: every change since marked it)
+        or already pending."""
+        key = interval_key(cid, interval_s, start)
+        return key in self.emitted or key in self.pending
 
     @staticmethod
     def _with_hours(quarters: list[int]) -> list[tuple[int, int]]:
@@ -287,11 +367,9 @@ class BalanceEngine:
         """Net generation G of the community: Σ plants, each from Datadis when it delivered the
         whole interval, from the plant's generation meters otherwise."""
         total, complete = 0.0, bool(community.plants)
+        plants = self.index(community).plants
         for plant in community.plants:
-            devices = [d for d in community.devices
-                       if d.role == "generation" and d.plant_id == plant.id]
-            official = [d for d in devices if is_official(d)]
-            meters = [d for d in devices if not is_official(d)]
+            official, meters = plants[plant.id]
             got = self._official_energy(official[0], start, end) if official else None
             if got is not None and got.complete:
                 total += got.wh
@@ -310,8 +388,7 @@ class BalanceEngine:
         official = self._official_energy(_datadis(community, cups), start, end)
         if official is not None and official.complete:
             return max(official.wh, 0.0), True, "datadis"
-        meters = [d for d in community.devices if d.role == "consumption"
-                  and d.member_id == member_id and not is_official(d)]
+        meters = self.index(community).meters.get(member_id, ())
         total, complete = 0.0, bool(meters)
         for device in meters:
             energy = self._device_energy(device, start, end, net=False)
@@ -388,6 +465,12 @@ class BalanceEngine:
                 break
             q += QUARTER_MS
         return found
+
+
+def _last_ts(slot: dict[str, Any]) -> int | None:
+    """The newest sample of a slot, counter or power (None when it holds none)."""
+    stamps = [int(s[0]) for s in (slot.get("cl"), *(slot.get("p") or [])[-1:]) if s]
+    return max(stamps) if stamps else None
 
 
 def _edge(slot: dict[str, Any], *, last: bool) -> dict[str, Any]:

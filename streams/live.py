@@ -58,11 +58,43 @@ def _sum_fresh(devices: list[Device], latest: Latest, now_ms: int, staleness_ms:
     return total
 
 
+@dataclass(frozen=True)
+class _Index:
+    generators: tuple[Device, ...]
+    #: plant id -> its generators; member id -> its consumption meters (registry order)
+    plant_generators: dict[str, tuple[Device, ...]]
+    member_meters: dict[str, tuple[Device, ...]]
+
+
+#: community id -> (the Community object, its index): rebuilt when the registry publishes a new
+#: version (a new object); scanning every device for each of 150 members cost more than the rest
+_INDEXES: dict[str, tuple[Community, _Index]] = {}
+
+
+def _index(community: Community) -> _Index:
+    cached = _INDEXES.get(community.id)
+    if cached is None or cached[0] is not community:
+        live_devices = [d for d in community.devices if not is_official(d)]
+        generators = tuple(d for d in live_devices if d.role == "generation" and d.plant_id)
+        plants: dict[str, list[Device]] = {}
+        meters: dict[str, list[Device]] = {}
+        for d in generators:
+            plants.setdefault(str(d.plant_id), []).append(d)
+        for d in live_devices:
+            if d.role == "consumption" and d.member_id is not None:
+                meters.setdefault(d.member_id, []).append(d)
+        cached = (community, _Index(generators,
+                                    {k: tuple(v) for k, v in plants.items()},
+                                    {k: tuple(v) for k, v in meters.items()}))
+        _INDEXES[community.id] = cached
+    return cached[1]
+
+
 def compute(community: Community, latest: Latest, now_ms: int, staleness_ms: int) -> LiveUpdate:
     """The member and community messages for ``community`` at event time ``now_ms``."""
     cid = community.id
-    live_devices = [d for d in community.devices if not is_official(d)]
-    generators = [d for d in live_devices if d.role == "generation" and d.plant_id]
+    index = _index(community)
+    generators = list(index.generators)
     gen_info: dict[str, dict[str, Any]] = {}
     for device in generators:
         power, ts, stale = _fresh(latest, device.id, now_ms, staleness_ms)
@@ -70,7 +102,7 @@ def compute(community: Community, latest: Latest, now_ms: int, staleness_ms: int
     generation = _sum_fresh(generators, latest, now_ms, staleness_ms, clamp=False)
     plants: dict[str, dict[str, Any]] = {}
     for plant in community.plants:
-        own = [d for d in generators if d.plant_id == plant.id]
+        own = list(index.plant_generators.get(plant.id, ()))
         stamps = [gen_info[d.id]["ts_ms"] for d in own if gen_info[d.id]["ts_ms"] is not None]
         plants[plant.id] = {
             "power_w": rnd(_sum_fresh(own, latest, now_ms, staleness_ms, clamp=False)),
@@ -81,8 +113,7 @@ def compute(community: Community, latest: Latest, now_ms: int, staleness_ms: int
     totals = {"consumption": 0.0, "sc": 0.0, "surplus": 0.0, "import": 0.0}
     reporting = 0
     for member in community.members:
-        meters = [d for d in live_devices
-                  if d.role == "consumption" and d.member_id == member.id]
+        meters = list(index.member_meters.get(member.id, ()))
         consumption = _sum_fresh(meters, latest, now_ms, staleness_ms, clamp=True)
         beta = community.coefficient(member.id, now_ms)
         msg: dict[str, Any] = {

@@ -164,11 +164,11 @@ class AnomalyAgent:
         for alarm in events:
             self.events.labels(alarm.kind, alarm.state).inc()
             cid = alarm.community_id
+            log.info("alarm %s %s %s on %s (%s)", alarm.state, alarm.kind, alarm.severity,
+                     alarm.device_id, alarm.alarm_id)
             await self.ctx.publish(ANOMALIES, cid, _dumps(anomaly_message(alarm)))
             for message in live_messages(alarm):
                 await self.ctx.publish(LIVE, cid, _dumps(message))
-            log.info("alarm %s %s %s on %s (%s)", alarm.state, alarm.kind, alarm.severity,
-                     alarm.device_id, alarm.alarm_id)
             for notifier in self.notifiers:
                 task = asyncio.ensure_future(asyncio.to_thread(notifier.send, alarm.copy()))
                 self._pending.add(task)
