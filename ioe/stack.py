@@ -8,6 +8,7 @@ never stopped by ``ioe stack down``, which only stops what it started, tracked b
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -136,8 +137,9 @@ def _kafka_properties(settings: Settings, data: Path) -> str:
     ])
 
 
-def _log4j2(local: Path) -> Path:
-    path = local / "kafka" / "log4j2.properties"
+def _log4j2(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "log4j2.properties"
     path.write_text(
         "status = warn\n"
         "appender.console.type = Console\nappender.console.name = STDOUT\n"
@@ -150,22 +152,97 @@ def _log4j2(local: Path) -> Path:
     return path
 
 
+def _kafka_java(libs: Path, log4j: Path, heap: str = "768m") -> list[str]:
+    return ["java", "-Xms128m", f"-Xmx{heap}", "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
+
+
+def _format_kafka_storage(java: list[str], props: Path, data: Path) -> None:
+    """Format the KRaft log directory once (a formatted directory keeps its cluster id)."""
+    if (data / "meta.properties").exists():
+        return
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # a leading '-' would be read as an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                    "-c", str(props)], check=True, stdout=subprocess.DEVNULL)
+
+
 def start_kafka(settings: Settings, local: Path) -> subprocess.Popen[bytes]:
     libs = kafka_libs(local)
     base = local / "kafka"
     data = base / "data"
     props = base / "server.properties"
     props.write_text(_kafka_properties(settings, data))
-    log4j = _log4j2(local)
-    java = ["java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
-            f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
-    if not (data / "meta.properties").exists():
-        cluster_id = "-"
-        while cluster_id.startswith("-"):  # a leading '-' would be read as an option
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                        "-c", str(props)], check=True, stdout=subprocess.DEVNULL)
+    java = _kafka_java(libs, _log4j2(base))
+    _format_kafka_storage(java, props, data)
     return _spawn([*java, "kafka.Kafka", str(props)], base / "kafka.log")
+
+
+def free_port_pair(host: str = "127.0.0.1") -> int:
+    """A free port P whose neighbour P+1 is free too (a broker's controller listens on P+1)."""
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind((host, 0))
+            port = int(first.getsockname()[1])
+        if port >= 65000:
+            continue
+        try:
+            with socket.socket() as second:
+                second.bind((host, port + 1))
+            return port
+        except OSError:
+            continue
+    raise StackError("no free pair of ports")
+
+
+class PrivateKafka:
+    """A second broker from the same jars, on free ports and its own directory.
+
+    For tests and benchmarks that must stop or restart Kafka: the shared broker of the stack is
+    never touched. ``stop``/``start``/``restart`` keep the data directory, like a real outage.
+    """
+
+    def __init__(self, base: Settings, workdir: Path, *, partitions: int | None = None) -> None:
+        port = free_port_pair()
+        changes: dict[str, object] = {"kafka_bootstrap": f"127.0.0.1:{port}"}
+        if partitions is not None:
+            changes["partitions"] = partitions
+        self.settings = dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+        self.workdir = workdir
+        self.log = workdir / "kafka.log"
+        self.props = workdir / "server.properties"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.props.write_text(_kafka_properties(self.settings, workdir / "data"))
+        self.java = _kafka_java(kafka_libs(base.local_dir), _log4j2(workdir), heap="512m")
+        _format_kafka_storage(self.java, self.props, workdir / "data")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        self.proc = _spawn([*self.java, "kafka.Kafka", str(self.props)], self.log)
+        deadline = time.monotonic() + timeout_s
+        while not kafka_healthy(self.settings):
+            if self.proc.poll() is not None:
+                raise StackError(f"private Kafka exited; see {self.log}")
+            if time.monotonic() > deadline:
+                raise StackError(f"private Kafka not healthy after {timeout_s}s; see {self.log}")
+            time.sleep(0.5)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Graceful stop (SIGTERM to its process group), SIGKILL if it lingers."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
 
 def kafka_healthy(settings: Settings) -> bool:

@@ -51,6 +51,9 @@ HOUR_MS = HOUR_S * 1000
 
 Table = MutableMapping[str, Any]
 
+#: intervals remembered per community as computed (see BalanceEngine._known) before pruning
+KNOWN_MAX = 5000
+
 
 @dataclass(frozen=True)
 class BalanceConfig:
@@ -130,6 +133,10 @@ class BalanceEngine:
         #: community id -> (the Community object it was built from, its index); a new registry
         #: version is a new object, so identity tells when to rebuild
         self._indexes: dict[str, tuple[Community, CommunityIndex]] = {}
+        #: community id -> (the Community object, intervals computed for it): see _known
+        self._computed: dict[str, tuple[Community, set[tuple[int, int]]]] = {}
+        #: slot reads cached while :meth:`plan` runs (None otherwise)
+        self._slot_memo: dict[str, Any] | None = None
 
     def index(self, community: Community) -> CommunityIndex:
         cached = self._indexes.get(community.id)
@@ -169,7 +176,7 @@ class BalanceEngine:
                                    or reading.interval_energy_returned_wh is not None):
             touched = self._add_official(device, reading)
         elif reading.energy_wh is not None or reading.power_w is not None:
-            touched = self._add_sample(device, reading, wm)
+            touched = self._add_sample(community, device, reading, wm)
         else:
             touched = []
         due = False
@@ -188,7 +195,8 @@ class BalanceEngine:
         quarters = range(quarter_of(start), reading.ts_ms, QUARTER_MS)
         return self._with_hours(list(quarters))
 
-    def _add_sample(self, device: Device, reading: Reading, wm: int) -> list[tuple[int, int]]:
+    def _add_sample(self, community: Community, device: Device, reading: Reading, wm: int
+                    ) -> list[tuple[int, int]]:
         ts = reading.ts_ms
         q = quarter_of(ts)
         key = slot_key(device.id, q)
@@ -240,8 +248,8 @@ class BalanceEngine:
         skip = {(QUARTER_S, k) for k in holes}
         skip |= {(HOUR_S, h) for h in {k - k % HOUR_MS for k in holes}
                  if self._hole_hour(device.id, h, q, holes)}
-        return [t for t in touched
-                if not (t in skip and self._known(device.community_id, *t))]
+        known = self._known(community)
+        return [t for t in touched if not (t in skip and t in known)]
 
     def _back_quarters(self, device_id: str, q: int) -> tuple[list[int], list[int]]:
         """The quarters before ``q`` whose bound a new first sample of slot ``q`` moves: the
@@ -278,11 +286,24 @@ class BalanceEngine:
         return all(k in hole_set or (k < floor and slot_key(device_id, k) not in self.slots)
                    for k in range(hour, hour + HOUR_MS, QUARTER_MS))
 
-    def _known(self, cid: str, interval_s: int, start: int) -> bool:
-        """Already emitted (its emitted digests match the state: every change since marked it)
-        or already pending."""
-        key = interval_key(cid, interval_s, start)
-        return key in self.emitted or key in self.pending
+    def _known(self, community: Community) -> set[tuple[int, int]]:
+        """The intervals (interval_s, start) this process computed for this version of the
+        community (a new registry version is a new object). Their result is then up to date
+        unless a later change marked them again, so a hole cannot need them recomputed; any
+        other interval is marked as before (e.g. re-emitted under a new registry version).
+        Only a cache: forgetting an entry merely costs a recalculation."""
+        cached = self._computed.get(community.id)
+        if cached is None or cached[0] is not community:
+            cached = (community, set())
+            self._computed[community.id] = cached
+        return cached[1]
+
+    def _remember(self, community: Community, interval_s: int, start: int) -> None:
+        known = self._known(community)
+        known.add((interval_s, start))
+        if len(known) > KNOWN_MAX:  # keep the newest two days
+            newest = max(s for _, s in known)
+            known.difference_update([k for k in known if k[1] < newest - 48 * HOUR_MS])
 
     @staticmethod
     def _with_hours(quarters: list[int]) -> list[tuple[int, int]]:
@@ -313,20 +334,31 @@ class BalanceEngine:
         """Compute every due interval: the balance messages that changed (to publish) and the
         table updates to make once they are published (:meth:`commit`)."""
         plan = EmissionPlan()
-        for interval_s, start in self.due(community.id):
-            key = interval_key(community.id, interval_s, start)
-            rows = self.compute(community, interval_s, start)
-            before = self.emitted.get(key) or {}
-            changed = {r["member_id"]: _digest(r) for r in rows
-                       if before.get(r["member_id"]) != _digest(r)}
-            if changed:
-                now = self.clock()
-                for row in rows:
-                    if row["member_id"] in changed:
-                        plan.messages.append({**row, "computed_at_ms": now, "version": now})
-                plan.emitted[key] = {**before, **changed}
-            plan.done.append(key)
+        # the slots do not change while planning: each device's slots are read once, not
+        # once per due interval (the look-back around an empty interval reads ~50 of them)
+        self._slot_memo = {}
+        try:
+            for interval_s, start in self.due(community.id):
+                self._plan_one(plan, community, interval_s, start)
+        finally:
+            self._slot_memo = None
         return plan
+
+    def _plan_one(self, plan: EmissionPlan, community: Community, interval_s: int,
+                  start: int) -> None:
+        key = interval_key(community.id, interval_s, start)
+        rows = self.compute(community, interval_s, start)
+        self._remember(community, interval_s, start)
+        before = self.emitted.get(key) or {}
+        changed = {r["member_id"]: _digest(r) for r in rows
+                   if before.get(r["member_id"]) != _digest(r)}
+        if changed:
+            now = self.clock()
+            for row in rows:
+                if row["member_id"] in changed:
+                    plan.messages.append({**row, "computed_at_ms": now, "version": now})
+            plan.emitted[key] = {**before, **changed}
+        plan.done.append(key)
 
     def commit(self, plan: EmissionPlan) -> None:
         for key, digests in plan.emitted.items():
@@ -443,23 +475,33 @@ class BalanceEngine:
                                 part="net" if net else "positive")
         return IntervalEnergy(0.0, False, "none")
 
+    def _slot(self, key: str) -> Any:
+        memo = self._slot_memo
+        if memo is None:
+            return self.slots.get(key)
+        try:
+            return memo[key]
+        except KeyError:
+            memo[key] = slot = self.slots.get(key)
+            return slot
+
     def _slots_around(self, device_id: str, start: int, end: int) -> list[dict[str, Any]]:
         """The slots inside ``[start, end)`` plus the nearest non-empty slot on each side."""
         found: list[dict[str, Any]] = []
         q = start - QUARTER_MS
         while q >= start - self.config.search_ms:
-            slot = self.slots.get(slot_key(device_id, q))
+            slot = self._slot(slot_key(device_id, q))
             if slot:
                 found.append(_edge(slot, last=True))
                 break
             q -= QUARTER_MS
         for q in range(start, end, QUARTER_MS):
-            slot = self.slots.get(slot_key(device_id, q))
+            slot = self._slot(slot_key(device_id, q))
             if slot:
                 found.append(slot)
         q = end
         while q <= end + self.config.search_ms:
-            slot = self.slots.get(slot_key(device_id, q))
+            slot = self._slot(slot_key(device_id, q))
             if slot:
                 found.append(_edge(slot, last=False))
                 break

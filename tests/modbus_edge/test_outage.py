@@ -24,10 +24,10 @@ from kafka import KafkaConsumer, TopicPartition
 
 from ioe.kafka import ensure_topics
 from ioe.settings import ROOT
+from ioe.stack import PrivateKafka
 from ioe.topics import READINGS
 
 from .images import block, f32, put, registry_yaml
-from .private_kafka import PrivateKafka
 
 pytestmark = pytest.mark.stack
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import orjson
 import pytest
 from mqtt_helpers import consume, forget_session, mqtt_client, publish_all, write_registry
-from private_kafka import PrivateKafka
 
 from ioe.kafka import ensure_topics
 from ioe.settings import ROOT, Settings
+from ioe.stack import PrivateKafka
 from ioe.topics import DEADLETTER, READINGS
 
 pytestmark = pytest.mark.stack
@@ -67,7 +67,7 @@ def message(i: int) -> tuple[str, bytes, tuple[str, int, float] | str]:
 
 @pytest.fixture
 def private_kafka(local_stack: Settings, tmp_path: Path) -> Iterator[PrivateKafka]:
-    kafka = PrivateKafka(local_stack, tmp_path / "kafka")
+    kafka = PrivateKafka(local_stack, tmp_path / "kafka", partitions=3)
     kafka.start()
     try:
         yield kafka
