@@ -236,12 +236,9 @@ class BalanceEngine:
             walked, holes = self._back_quarters(device.id, q)
             quarters += walked
         if last_changed:  # the bound at q + 15 min, up to the next sample or the watermark
-            nxt = q + QUARTER_MS
-            while nxt <= min(wm, q + self.config.search_ms):
-                quarters.append(nxt)
-                if slot_key(device.id, nxt) in self.slots:
-                    break
-                nxt += QUARTER_MS
+            walked, ahead = self._forward_quarters(device.id, q, wm)
+            quarters += walked
+            holes += ahead
         touched = self._with_hours(quarters)
         if not holes:
             return touched
@@ -276,6 +273,27 @@ class BalanceEngine:
             prev -= QUARTER_MS
         # nothing within search_ms: any earlier sample is further away than that
         return empty, (empty if self.config.search_ms >= self.config.max_gap_ms else [])
+
+    def _forward_quarters(self, device_id: str, q: int, wm: int) -> tuple[list[int], list[int]]:
+        """The quarters after slot ``q`` whose bound a new last sample of it moves (the empty
+        ones up to the next non-empty slot or the watermark, and that slot's quarter), and
+        which of the empty ones are holes (see :meth:`_back_quarters`): the next sample is
+        more than ``max_gap_ms`` after the end of slot ``q``, or there is none at all (no
+        sample is newer than the watermark) — a device replaying a buffered past while the
+        others are live."""
+        empty: list[int] = []
+        nxt = q + QUARTER_MS
+        limit = min(wm, q + self.config.search_ms)
+        while nxt <= limit:
+            if slot_key(device_id, nxt) in self.slots:
+                far = nxt - (q + QUARTER_MS) > self.config.max_gap_ms
+                return [*empty, nxt], (empty if far else [])
+            empty.append(nxt)
+            nxt += QUARTER_MS
+        if wm <= q + self.config.search_ms:
+            return empty, empty
+        far = self.config.search_ms - QUARTER_MS >= self.config.max_gap_ms
+        return empty, (empty if far else [])
 
     def _hole_hour(self, device_id: str, hour: int, q: int, holes: list[int]) -> bool:
         """Whether the hour holds only hole quarters. Its quarters below the look-back (only
