@@ -18,6 +18,8 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -65,6 +67,8 @@ class WorkerConfig:
     sink_flush_s: float = 1.0
     log_level: str = "info"
     session_timeout_s: float = 10.0
+    #: readings waiting and none processed for this long = a stalled consumer: restart
+    stall_s: float = 60.0
 
 
 @dataclass
@@ -138,6 +142,9 @@ def create_app(settings: Settings, config: WorkerConfig) -> tuple[faust.App, Wor
     async def _assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         processor.on_rebalance()
 
+    if config.stall_s > 0:
+        app.timer(interval=max(1.0, config.stall_s / 6))(processor.check_stall)
+
     app.agent(topics[READINGS], name=f"{ident}.readings")(processor.agent)
     app.timer(interval=max(0.05, min(config.live_interval_s, 1.0) / 4))(processor.flush_live)
     app.task(_forever(follower.run, "registry follower"))
@@ -210,6 +217,9 @@ class ReadingsProcessor:
         self._next_offset: dict[tuple[str, int], int] = {}
         self._offsets: AIOKafkaConsumer | None = None
         self._emit_at: dict[str, float] = {}
+        self._progress_at = time.monotonic()
+        self._stall_positions: dict[tuple[str, int], int] = {}
+        self.stalls = Counter("ioe_worker_stalls", "consumer stalls detected", registry=m)
 
     def on_rebalance(self) -> None:
         """Communities may have moved: re-check each one's due intervals on its next reading,
@@ -218,6 +228,52 @@ class ReadingsProcessor:
         self._emit_at.clear()
         self._live_last.clear()
         self._next_offset.clear()
+        self._progress_at = time.monotonic()
+
+    async def check_stall(self) -> None:
+        """Restart the process when readings wait and none has been processed for a while.
+
+        Measured with faust-streaming 0.15.3 (and reported upstream as consumers that stop
+        receiving): after a restart the worker sometimes joins the group, recovers its tables,
+        says it is ready, and its agent then receives nothing while the partition has readings.
+        Offsets are committed only after processing, so re-executing the process is safe: it
+        rejoins the group and resumes from the committed offsets, losing nothing.
+        """
+        if time.monotonic() - self._progress_at < self.config.stall_s:
+            return
+        if not self.ctx.follower.ready.is_set():
+            return
+        try:
+            assigned = [TopicPartition(tp.topic, tp.partition)
+                        for tp in self.ctx.app.consumer.assignment()
+                        if tp.topic == self.ctx.settings.topic(READINGS)]
+            waiting = 0
+            positions: dict[tuple[str, int], int] = {}
+            for tp in assigned:
+                done = self._next_offset.get((tp.topic, tp.partition))
+                if done is None:
+                    done = await self._committed((tp.topic, tp.partition))
+                if self._offsets is None:
+                    return
+                first = (await asyncio.wait_for(self._offsets.beginning_offsets([tp]), 10))[tp]
+                end = (await asyncio.wait_for(self._offsets.end_offsets([tp]), 10))[tp]
+                positions[(tp.topic, tp.partition)] = max(done or 0, first)
+                waiting += max(0, end - positions[(tp.topic, tp.partition)])
+        except Exception as exc:  # the watchdog must never become the problem
+            log.warning("stall check failed: %s", exc)
+            return
+        suspected, self._stall_positions = self._stall_positions, positions
+        if waiting == 0:
+            self._progress_at = time.monotonic()
+            return
+        if suspected != positions:
+            return  # readings just arrived after an idle spell: judge at the next check
+        self.stalls.inc()
+        log.error("no reading processed for %.0f s while %d wait on %d partition(s): the "
+                  "consumer is stalled; restarting this worker process", self.config.stall_s,
+                  waiting, len(assigned))
+        logging.shutdown()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
     async def agent(self, stream: faust.StreamT) -> None:
         await self.ctx.follower.ready.wait()
@@ -228,6 +284,7 @@ class ReadingsProcessor:
             self._next_offset[tp] = offset + 1
             await self._handle_safely(event.key, event.value)
             await self._drain_changelog()
+            self._progress_at = time.monotonic()
 
     async def _handle_safely(self, key: bytes | None, value: bytes | None) -> None:
         try:
@@ -284,8 +341,9 @@ class ReadingsProcessor:
                 self._offsets = AIOKafkaConsumer(
                     bootstrap_servers=self.ctx.settings.kafka_bootstrap,
                     group_id=self.ctx.app.conf.id, enable_auto_commit=False)
-                await self._offsets.start()
-            return await self._offsets.committed(TopicPartition(*tp))
+                await asyncio.wait_for(self._offsets.start(), timeout=10)
+            return await asyncio.wait_for(self._offsets.committed(TopicPartition(*tp)),
+                                          timeout=10)
         except Exception as exc:  # only a safety net: never block processing on it
             log.warning("could not read the committed offset of %s: %s", tp, exc)
             return None

@@ -32,6 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="minimum time between two re-emissions of late intervals (s)")
     parser.add_argument("--max-gap-s", type=float, default=1800.0,
                         help="readings further apart are a hole: interval incomplete (s)")
+    parser.add_argument("--stall-s", type=float, default=60.0,
+                        help="restart the process when readings wait and none was processed "
+                             "for this long (0 = never)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="Faust data directory (default: <local dir>/faust/<worker id>)")
     parser.add_argument("--workers-id", default="ioe-worker",
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or settings.local_dir / "faust" / (
         f"{settings.topic_prefix}{args.workers_id}")
     config = WorkerConfig(
+        stall_s=args.stall_s,
         lateness_s=args.lateness_s, staleness_s=args.staleness_s,
         live_interval_s=args.live_interval_s, emit_min_s=args.emit_min_s,
         max_gap_s=args.max_gap_s, web_port=args.web_port, data_dir=Path(data_dir),

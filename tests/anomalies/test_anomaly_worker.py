@@ -36,7 +36,8 @@ class Worker:
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ioe.cli", "worker", "--data-dir", str(log_dir / name)],
+            [sys.executable, "-m", "ioe.cli", "worker", "--stall-s", "20",
+             "--data-dir", str(log_dir / name)],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
@@ -166,11 +167,6 @@ def test_agent_alarms_on_anomalies_live_and_clickhouse(stack_settings, tmp_path)
         feed.close()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "intermittent, outside the anomaly agent: in about half of the runs the restarted worker "
-    "logs 'Worker ready' and 'registry loaded' and then handles no reading at all for "
-    "minutes (no alarm is even computed); reported to the worker owner. When it runs, this "
-    "test checks the restore strictly."))
 def test_restarted_worker_restores_alarm_state_without_duplicates(stack_settings, tmp_path):
     settings = stack_settings
     feed = Feed(settings)

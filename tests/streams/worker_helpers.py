@@ -90,8 +90,8 @@ class WorkerProcess:
                    PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ioe.cli", "worker", "--data-dir", str(log_dir / name),
-             *extra],
+            [sys.executable, "-m", "ioe.cli", "worker", "--stall-s", "20",
+             "--data-dir", str(log_dir / name), *extra],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
