@@ -269,6 +269,11 @@ class ReadingsProcessor:
         if suspected != positions:
             return  # readings just arrived after an idle spell: judge at the next check
         self.stalls.inc()
+        consumer = self.ctx.app.consumer
+        log.error("stall diagnostics: paused=%s active=%s buffered=%s",  # for the open defect
+                  sorted(map(tuple, getattr(consumer, "_paused_partitions", ()) or ())),
+                  sorted(map(tuple, getattr(consumer, "_active_partitions", ()) or ())),
+                  sorted(map(tuple, getattr(consumer, "_buffered_partitions", ()) or ())))
         log.error("no reading processed for %.0f s while %d wait on %d partition(s): the "
                   "consumer is stalled; restarting this worker process", self.config.stall_s,
                   waiting, len(assigned))
