@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 import websockets
 
+from ioe.messages import Channel, LiveCommunity, LiveMember, PlantPower
 from ioe.settings import ROOT, Settings, get_settings
 
 MEMBERS = 30
@@ -128,21 +129,25 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.
 
 
 def _member_message(member: int, round_: int) -> dict[str, Any]:
-    return {"v": 1, "type": "member", "channel": f"member:{CID}:m{member:02d}",
-            "community_id": CID, "member_id": f"m{member:02d}", "ts_ms": int(time.time() * 1000),
-            "coefficient": 1 / MEMBERS, "generation_w": 20000.0, "assigned_w": 666.0,
-            "consumption_w": 400.0 + member, "self_consumption_w": 400.0 + member,
-            "surplus_w": 266.0 - member, "import_w": 0.0, "stale": False,
-            "round": round_, "sent_ns": time.time_ns()}
+    """A LiveMember on the wire, plus the bench's own ``round``/``sent_ns`` (the server
+    forwards the Kafka value untouched, extra fields included)."""
+    now_ms = int(time.time() * 1000)
+    message = LiveMember(
+        community_id=CID, member_id=f"m{member:02d}", ts_ms=now_ms, coefficient=1 / MEMBERS,
+        generation_w=20000.0, assigned_w=666.0, consumption_w=400.0 + member,
+        self_consumption_w=400.0 + member, surplus_w=266.0 - member, import_w=0.0,
+        stale=False)
+    return message.to_dict() | {"round": round_, "sent_ns": time.time_ns()}
 
 
 def _community_message(round_: int) -> dict[str, Any]:
-    return {"v": 1, "type": "community", "channel": f"community:{CID}", "community_id": CID,
-            "ts_ms": int(time.time() * 1000), "generation_w": 20000.0, "consumption_w": 12000.0,
-            "self_consumption_w": 11000.0, "surplus_w": 9000.0, "import_w": 1000.0,
-            "members_reporting": MEMBERS, "members_total": MEMBERS,
-            "plants": {"p1": {"power_w": 20000.0, "ts_ms": int(time.time() * 1000)}},
-            "generators": {}, "round": round_, "sent_ns": time.time_ns()}
+    now_ms = int(time.time() * 1000)
+    message = LiveCommunity(
+        community_id=CID, ts_ms=now_ms, generation_w=20000.0, consumption_w=12000.0,
+        self_consumption_w=11000.0, surplus_w=9000.0, import_w=1000.0,
+        members_reporting=MEMBERS, members_total=MEMBERS,
+        plants={"p1": PlantPower(power_w=20000.0, ts_ms=now_ms)}, generators={})
+    return message.to_dict() | {"round": round_, "sent_ns": time.time_ns()}
 
 
 def _round_messages(round_: int) -> list[dict[str, Any]]:
@@ -161,7 +166,7 @@ class Tally:
 async def _client(url: str, index: int, auth: str | None, tally: Tally, connect_gate: Any,
                   ready: asyncio.Event, stop: asyncio.Event) -> None:
     member = index % MEMBERS
-    channels = [f"member:{CID}:m{member:02d}", f"community:{CID}"]
+    channels = [str(Channel.member(CID, f"m{member:02d}")), str(Channel.community(CID))]
     async with connect_gate:
         ws = await websockets.connect(url, max_size=2**22, open_timeout=60, ping_interval=None)
     try:

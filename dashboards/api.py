@@ -12,7 +12,7 @@ import csv
 import io
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,8 +23,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dashboards import history, tokens
+from dashboards.deadletters import ONBOARDING_REASONS, DeadLetterBook
 from dashboards.metrics import WebMetrics
 from dashboards.store import Store
+from ioe.messages import AlarmState
 from ioe.registry import Community, Device, Registry
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class ApiContext:
     verifier: tokens.Verifier
     store: Store
     metrics: WebMetrics
+    deadletters: DeadLetterBook = field(default_factory=DeadLetterBook)
 
 
 class Api:
@@ -202,8 +205,21 @@ class Api:
         member = None if principal.role == "operator" else principal.member_id
         rows = await run_in_threadpool(self.ctx.store.alarms, cid, since, member)
         return json_response({"community_id": cid,
-                              "open": [a for a in rows if a["state"] == "open"],
-                              "recent": [a for a in rows if a["state"] != "open"]})
+                              "open": [a.to_message() for a in rows
+                                       if a.state == AlarmState.OPEN],
+                              "recent": [a.to_message() for a in rows
+                                         if a.state != AlarmState.OPEN]})
+
+    async def deadletters(self, request: Request, principal: tokens.Principal) -> Response:
+        """Sources waiting to be onboarded (unknown or undecodable), for operators."""
+        cid = request.path_params["cid"]
+        if not tokens.operator_allowed(principal, cid):
+            raise ApiError(403, "forbidden", "dead letters need an operator token of that "
+                                             "community")
+        self._community(cid)
+        sources = self.ctx.deadletters.for_community(cid)
+        return json_response({"community_id": cid, "reasons": list(ONBOARDING_REASONS),
+                              "sources": [s.to_dict() for s in sources]})
 
 
 def device_health(device: Device, last: tuple[int, float | None] | None,
@@ -310,6 +326,9 @@ def openapi_document() -> dict[str, Any]:
                 "devices with health (age of the last reading vs expected interval)", [cid]),
             "/api/communities/{cid}/alarms": _op(
                 f"open alarms and those of the last {RECENT_ALARMS_DAYS} days", [cid]),
+            "/api/communities/{cid}/deadletters": _op(
+                "operators: unknown and undecodable sources from ioe.deadletter (origin, "
+                "reason, count, last seen, a sample payload), to onboard them", [cid]),
             "/health": {"get": {"summary": "liveness and live-feed state", **public}},
             "/metrics": {"get": {"summary": "Prometheus metrics", **public}},
         },

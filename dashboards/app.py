@@ -1,7 +1,8 @@
 """The web application: live websocket, REST history API and the static clients.
 
 ``create_app(settings, …)`` builds one independent instance (its own hub, metrics, token
-verifier and Kafka consumer), so tests and benchmarks can run several in one process.
+verifier, Kafka consumers and registry follower), so tests and benchmarks can run several in
+one process.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
-import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,14 +24,17 @@ from starlette.websockets import WebSocket
 
 from dashboards import tokens
 from dashboards.api import Api, ApiContext, json_response, openapi_document
-from dashboards.hub import Hub, Limits, LiveMessageError, check_message
-from dashboards.live import Batch, LiveConsumer
+from dashboards.deadletters import DeadLetterBook
+from dashboards.hub import Hub, Limits
+from dashboards.live import Batch, TopicTail
 from dashboards.metrics import WebMetrics
 from dashboards.store import Store
-from dashboards.ws import Connection, WsContext
+from dashboards.ws import Connection, WsContext, normalize_origin, origins_from_env
+from ioe.messages import MessageError, decode_live
 from ioe.registry import Community, Registry, load_registry
+from ioe.registry_follower import RegistryFollower
 from ioe.settings import Settings, get_settings
-from ioe.topics import REGISTRY
+from ioe.topics import DEADLETTER, LIVE
 
 log = logging.getLogger(__name__)
 
@@ -41,72 +44,79 @@ PAGES = {"/": "index.html", "/member": "member.html", "/tablet": "tablet.html",
 
 
 class LiveRouter:
-    """Turns consumed batches into hub updates and registry changes (on the event loop)."""
+    """Turns consumed ``ioe.live`` batches into hub updates (on the event loop).
 
-    def __init__(self, hub: Hub, registry: Registry, metrics: WebMetrics) -> None:
-        self.hub, self.registry, self.metrics = hub, registry, metrics
+    Each value is decoded once into its typed message (``ioe.messages.decode_live``); the hub
+    routes the typed message and forwards the value bytes themselves to the clients."""
+
+    def __init__(self, hub: Hub, metrics: WebMetrics) -> None:
+        self.hub, self.metrics = hub, metrics
         self.last_message_at: float | None = None
 
     def deliver(self, batch: Batch) -> None:
-        for topic, key, value in batch:
-            if topic == REGISTRY:
-                self._registry(key, value)
-                continue
+        for key, value in batch:
             try:
-                message = check_message(orjson.loads(value or b"null"))
-            except (orjson.JSONDecodeError, LiveMessageError) as exc:
-                reason = "not_json" if isinstance(exc, orjson.JSONDecodeError) else "invalid"
+                message = decode_live(value or b"null")
+            except MessageError as exc:
+                reason = "not_json" if exc.field == "$" and exc.message.startswith("not JSON") \
+                    else "invalid"
                 self.metrics.live_bad.labels(reason).inc()
                 log.error("unroutable ioe.live message (key %r): %s", key, exc)
                 continue
-            self.hub.publish(message)
+            self.hub.publish(message, value)
             self.metrics.live_messages.inc()
             self.last_message_at = time.time()
-
-    def _registry(self, key: bytes | None, value: bytes | None) -> None:
-        try:
-            if value is None:
-                if key:
-                    self.registry.remove(key.decode())
-                return
-            community = Community.from_json(value)
-        except Exception as exc:  # a bad registry document must not stop the live feed
-            log.error("ignoring unusable ioe.registry message (key %r): %s", key, exc)
-            return
-        self.registry.put(community)
-        self.metrics.registry_updates.inc()
-        log.info("registry: community %s updated", community.id)
 
 
 def create_app(settings: Settings | None = None, *, registry: Registry | None = None,
                consume: bool = True, follow_registry: bool = True, limits: Limits | None = None,
-               heartbeat_s: float = 15.0, backfill: int = 200,
-               static_dir: Path | None = None) -> Starlette:
+               heartbeat_s: float = 15.0, backfill: int = 200, deadletter_backfill: int = 1000,
+               static_dir: Path | None = None,
+               allowed_origins: Iterable[str] | None = None) -> Starlette:
+    """One web instance. ``allowed_origins``: web origins whose pages may open the websocket
+    besides the server's own host (default: ``IOE_WEB_ORIGINS``)."""
     settings = settings or get_settings()
     registry = registry if registry is not None else load_registry(settings.registry_path)
     hub = Hub()
     metrics = WebMetrics()
     verifier = tokens.Verifier(settings)
-    router = LiveRouter(hub, registry, metrics)
+    router = LiveRouter(hub, metrics)
     ws_ctx = WsContext(hub=hub, verifier=verifier, registry=registry, metrics=metrics,
-                       limits=limits or Limits(), heartbeat_s=heartbeat_s)
+                       limits=limits or Limits(), heartbeat_s=heartbeat_s,
+                       allowed_origins=frozenset(normalize_origin(o) for o in (
+                           origins_from_env() if allowed_origins is None
+                           else allowed_origins)))
+    deadletters = DeadLetterBook()
     api = Api(ApiContext(registry=registry, verifier=verifier, store=Store(settings),
-                         metrics=metrics))
+                         metrics=metrics, deadletters=deadletters))
     static = static_dir or STATIC_DIR
-    consumers: list[LiveConsumer] = []
+    consumers: list[TopicTail] = []
+
+    def registry_changed(community_id: str, community: Community | None) -> None:
+        metrics.registry_updates.inc()
+
+    follower = RegistryFollower(settings, registry, on_change=registry_changed) \
+        if follow_registry and consume else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tasks: list[asyncio.Task[None]] = []
         if consume:
-            consumer = LiveConsumer(settings, asyncio.get_running_loop(), router.deliver,
-                                    backfill=backfill, follow_registry=follow_registry)
-            consumer.start()
+            consumer = TopicTail(settings, LIVE, router.deliver, backfill=backfill)
             consumers.append(consumer)
+            tasks.append(asyncio.create_task(consumer.run(), name="ioe-live"))
+            dead = TopicTail(settings, DEADLETTER, deadletters.deliver,
+                             backfill=deadletter_backfill)
+            consumers.append(dead)
+            tasks.append(asyncio.create_task(dead.run(), name="ioe-deadletter"))
+        if follower is not None:
+            tasks.append(asyncio.create_task(follower.run(), name="ioe-registry"))
         try:
             yield
         finally:
-            for consumer in consumers:
-                await asyncio.to_thread(consumer.stop)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def ws_endpoint(websocket: WebSocket) -> None:
         await Connection(websocket, ws_ctx).run()
@@ -146,6 +156,7 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
         Route("/api/communities/{cid}/overview", endpoint("overview")),
         Route("/api/communities/{cid}/devices", endpoint("devices")),
         Route("/api/communities/{cid}/alarms", endpoint("alarms")),
+        Route("/api/communities/{cid}/deadletters", endpoint("deadletters")),
         Route("/api/communities/{cid}/members/{mid}/history", endpoint("history")),
         Route("/api/communities/{cid}/members/{mid}/export.csv", endpoint("export_csv")),
         *[Route(path, page(filename)) for path, filename in PAGES.items()],
@@ -157,5 +168,7 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
     app.state.registry = registry
     app.state.router = router
     app.state.consumers = consumers
+    app.state.follower = follower
+    app.state.deadletters = deadletters
     return app
 

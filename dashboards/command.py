@@ -12,6 +12,8 @@ from pathlib import Path
 
 import uvicorn
 
+from dashboards.ws import ORIGINS_ENV, origins_from_env
+from ioe.logsafe import uvicorn_log_config
 from ioe.settings import get_settings
 
 
@@ -23,6 +25,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "is followed as well")
     parser.add_argument("--no-follow-registry", action="store_true",
                         help="use only the registry file, ignore the ioe.registry topic")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="a web origin (https://host[:port]) whose pages may open the "
+                             "websocket, besides the server's own host; repeat for several "
+                             f"(also {ORIGINS_ENV}, comma-separated)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,8 +37,11 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.registry:
         settings = dataclasses.replace(settings, registry_path=Path(args.registry))
-    app = create_app(settings, follow_registry=not args.no_follow_registry)
-    # small frames only come from clients; the token is in a frame, never in the URL
+    origins = [*origins_from_env(), *args.allow_origin]
+    app = create_app(settings, follow_registry=not args.no_follow_registry,
+                     allowed_origins=origins)
+    # small frames only come from clients; the token is in a frame, never in the URL, but a
+    # client may still put one there: the access log goes through the same safe filter
     uvicorn.run(app, host=args.host, port=args.port, ws_max_size=64 * 1024,
-                log_level="info", proxy_headers=True)
+                log_level="info", log_config=uvicorn_log_config("info"), proxy_headers=True)
     return 0

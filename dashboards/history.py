@@ -6,9 +6,9 @@ bounds are UTC epoch seconds.
 
 Savings (€), from the community prices of the registry:
 - ``self_consumption_eur = self_consumed_kWh × prices.energy_eur_kwh`` — energy not bought;
-- ``surplus_compensation_eur = Σ_month min(surplus_kWh × prices.surplus_eur_kwh,
-  import_kWh × prices.energy_eur_kwh)`` — simplified compensation, capped per calendar month
-  at the energy term of that month (DESIGN.md §1; no carry-over).
+- ``surplus_compensation_eur`` — simplified compensation per local billing month, capped at
+  the energy term of that month (DESIGN.md §1; no carry-over), computed by the settlement's
+  own function (``streams.energy.monthly``) so the API and the settlement cannot disagree.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from streams.energy.monthly import HourBalance, Prices, monthly_summaries
 
 PERIODS = ("day", "week", "month", "year")
 QUANTITIES = ("consumption", "assigned", "self_consumed", "surplus", "import", "generation")
@@ -98,11 +100,6 @@ def bucket_of(ts: int, bucket: str, tz: str) -> str:
     return f"{local.year}-{local.month:02d}"
 
 
-def month_of(ts: int, tz: str) -> str:
-    local = datetime.fromtimestamp(ts, ZoneInfo(tz))
-    return f"{local.year}-{local.month:02d}"
-
-
 def _empty() -> dict[str, float]:
     return {q: 0.0 for q in QUANTITIES}
 
@@ -111,20 +108,23 @@ def _kwh(sums: Mapping[str, float]) -> dict[str, float]:
     return {f"{q}_kwh": round(sums[q] / 1000.0, 4) for q in QUANTITIES}
 
 
+def hour_balance(row: HourRow, member: str = "") -> HourBalance:
+    """A balance row (Wh) as the settlement's member-hour (kWh)."""
+    return HourBalance(member=member, start_ms=row.ts * 1000,
+                       consumption_kwh=row.consumption_wh / 1000.0,
+                       assigned_kwh=row.assigned_wh / 1000.0,
+                       self_consumed_kwh=row.self_consumed_wh / 1000.0,
+                       surplus_kwh=row.surplus_wh / 1000.0,
+                       grid_import_kwh=row.import_wh / 1000.0)
+
+
 def savings(rows: Iterable[HourRow], prices: Mapping[str, float], tz: str) -> dict[str, float]:
-    """Savings in € of a set of member-hours (see the module docstring)."""
-    energy = float(prices.get("energy_eur_kwh", 0.0))
-    surplus_price = float(prices.get("surplus_eur_kwh", 0.0))
-    months: dict[str, list[float]] = {}
-    self_consumed = 0.0
-    for row in rows:
-        self_consumed += row.self_consumed_wh
-        month = months.setdefault(month_of(row.ts, tz), [0.0, 0.0])
-        month[0] += row.surplus_wh
-        month[1] += row.import_wh
-    own = self_consumed / 1000.0 * energy
-    compensation = sum(min(s / 1000.0 * surplus_price, i / 1000.0 * energy)
-                       for s, i in months.values())
+    """Savings in € of one member's hours: the billing months of
+    :func:`streams.energy.monthly.monthly_summaries` (the one compensation rule)."""
+    months = monthly_summaries((hour_balance(r) for r in rows), Prices.from_mapping(prices), tz)
+    energy = Prices.from_mapping(prices).energy_eur_kwh
+    own = sum(m.self_consumed_kwh for m in months) * energy
+    compensation = sum(m.compensation_eur for m in months)
     return {"self_consumption_eur": round(own, 2),
             "surplus_compensation_eur": round(compensation, 2),
             "total_eur": round(own + compensation, 2)}

@@ -1,14 +1,14 @@
-"""The ``ioe.live`` (and ``ioe.registry``) consumer of one web instance.
+"""The Kafka feeds of one web instance: ``ioe.live`` (and ``ioe.deadletter``), on the event loop.
 
 Why no consumer group: every web instance must see every partition, since any client may
 subscribe to any community (DESIGN.md §6). Partitions are assigned by hand; on start each
-``ioe.live`` partition is read from a little before its end (``backfill`` messages) so the
-snapshots are warm at once, and ``ioe.registry`` (compacted) is read from the beginning so the
-instance follows registry changes without a restart.
+partition is read from a little before its end (``backfill`` records per partition), so the
+snapshots are warm at once without replaying the whole topic.
 
-kafka-python is blocking, so the consumer runs in a thread and hands each polled batch to the
-event loop with one ``call_soon_threadsafe``: the loop never waits for Kafka and Kafka never
-waits for a websocket.
+The web is an asyncio process, so its consumers are aiokafka (``ioe.kafka.make_async_consumer``)
+on the server's own event loop: each fetched batch is handed to ``deliver`` right there, which
+never awaits (the hub only touches memory), so Kafka never waits for a websocket and no thread
+hand-off is needed. The registry is followed by ``ioe.registry_follower.RegistryFollower``.
 """
 
 from __future__ import annotations
@@ -16,98 +16,83 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable
 
-import orjson
-from kafka import KafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from ioe.kafka import make_async_consumer
 from ioe.settings import Settings
-from ioe.topics import LIVE, REGISTRY
 
 log = logging.getLogger(__name__)
 
-Batch = list[tuple[str, bytes | None, bytes | None]]  # (logical topic, key, value)
+Batch = list[tuple[bytes | None, bytes | None]]  # (key, value) of each record, in order
 
 
-class LiveConsumer:
-    """Polls Kafka in a thread and delivers batches to ``deliver`` on the event loop."""
+class TopicTail:
+    """Follows every partition of one topic from ``backfill`` records before its end."""
 
-    def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop,
-                 deliver: Callable[[Batch], None], *, backfill: int = 200,
-                 follow_registry: bool = True) -> None:
+    def __init__(self, settings: Settings, topic: str, deliver: Callable[[Batch], None], *,
+                 backfill: int = 200, retry_s: float = 2.0) -> None:
         self.settings = settings
-        self.loop = loop
+        self.logical_topic = topic
         self.deliver = deliver
         self.backfill = backfill
-        self.follow_registry = follow_registry
+        self.retry_s = retry_s
+        #: set once the partitions are assigned (a threading.Event: tests wait from outside)
         self.ready = threading.Event()
         self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ioe-live-consumer", daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _partitions(self, consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
-        deadline = time.monotonic() + 30
-        while not self._stop.is_set():
-            found = consumer.partitions_for_topic(topic)
-            if found:
-                return [TopicPartition(topic, p) for p in sorted(found)]
-            if time.monotonic() > deadline:
-                log.warning("topic %s not found yet; still waiting", topic)
-                deadline = time.monotonic() + 60
-            time.sleep(0.5)
-        return []
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    async def run(self) -> None:
+        """Follow until cancelled; a broker outage is retried, never fatal to the server."""
+        self.loop = asyncio.get_running_loop()
+        while True:
             try:
-                self._consume()
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:  # a broker restart must not kill the web server
                 self.error = f"{type(exc).__name__}: {exc}"
-                log.exception("live consumer failed; retrying in 2 s")
-                self._stop.wait(2)
+                log.warning("%s consumer failed (%s); retrying in %.0f s", self.logical_topic,
+                            self.error, self.retry_s)
+                await asyncio.sleep(self.retry_s)
 
-    def _consume(self) -> None:
-        live = self.settings.topic(LIVE)
-        registry = self.settings.topic(REGISTRY)
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
-                                 enable_auto_commit=False, fetch_max_wait_ms=50,
-                                 max_poll_records=2000)
+    async def _partitions(self, consumer: object, topic: str) -> list[TopicPartition]:
+        """The partitions of ``topic``, waiting for it to exist."""
+        waited = 0.0
+        while True:
+            # an unsubscribed consumer keeps no metadata for the topic: ask the cluster
+            cluster = await consumer._client.fetch_all_metadata()  # type: ignore[attr-defined]
+            found = cluster.partitions_for_topic(topic)
+            if found:
+                return [TopicPartition(topic, p) for p in sorted(found)]
+            if waited >= 30:
+                log.warning("topic %s not found yet; still waiting", topic)
+                waited = 0.0
+            await asyncio.sleep(0.5)
+            waited += 0.5
+
+    async def _consume(self) -> None:
+        topic = self.settings.topic(self.logical_topic)
+        consumer = make_async_consumer(self.settings, fetch_max_wait_ms=50,
+                                       max_partition_fetch_bytes=4 * 1024 * 1024)
+        await consumer.start()
         try:
-            live_parts = self._partitions(consumer, live)
-            registry_parts = self._partitions(consumer, registry) if self.follow_registry else []
-            consumer.assign(live_parts + registry_parts)
-            ends = consumer.end_offsets(live_parts) if live_parts else {}
-            starts = consumer.beginning_offsets(live_parts) if live_parts else {}
-            for tp in live_parts:
+            parts = await self._partitions(consumer, topic)
+            consumer.assign(parts)
+            ends = await consumer.end_offsets(parts)
+            starts = await consumer.beginning_offsets(parts)
+            for tp in parts:
                 consumer.seek(tp, max(starts[tp], ends[tp] - self.backfill))
-            if registry_parts:
-                consumer.seek_to_beginning(*registry_parts)
-            names = {live: LIVE, registry: REGISTRY}
-            self.ready.set()
             self.error = None
-            log.info("following %s (%d partitions) and %s", live, len(live_parts),
-                     registry if registry_parts else "no registry topic")
-            while not self._stop.is_set():
-                polled = consumer.poll(timeout_ms=200)
-                if not polled:
-                    continue
-                batch: Batch = [(names[tp.topic], record.key, record.value)
-                                for tp, records in polled.items() for record in records]
-                self.loop.call_soon_threadsafe(self.deliver, batch)
+            self.ready.set()
+            log.info("following %s (%d partitions, last %d records each)", topic, len(parts),
+                     self.backfill)
+            while True:
+                polled = await consumer.getmany(timeout_ms=500, max_records=2000)
+                batch: Batch = [(record.key, record.value)
+                                for records in polled.values() for record in records]
+                if batch:
+                    self.deliver(batch)
         finally:
-            consumer.close()
-
-
-def decode(value: bytes | None) -> object:
-    """JSON value of a record (``orjson.JSONDecodeError`` on garbage)."""
-    if value is None:
-        return None
-    return orjson.loads(value)
+            await consumer.stop()

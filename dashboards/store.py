@@ -1,6 +1,8 @@
 """ClickHouse queries of the dashboards (blocking; the app runs them in a thread pool).
 
-Every query reads with ``FINAL`` (the sink tables are ReplacingMergeTree(version): a replayed or
+Column lists come from the message definitions (``ioe.messages.BALANCE_COLUMNS``,
+``ALARM_COLUMNS``), and alarms come back as :class:`ioe.messages.Alarm`. Every query reads
+with ``FINAL`` (the sink tables are ReplacingMergeTree(version): a replayed or
 re-versioned row must count once) and compares times as epoch seconds (``toDateTime(n)``),
 so the server's own timezone never shifts a bound. A client per call: clickhouse-driver
 clients are not thread-safe and a local connection is cheap next to the query.
@@ -8,16 +10,57 @@ clients are not thread-safe and a local connection is cheap next to the query.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from dashboards.history import HourRow
 from ioe.clickhouse import client
+from ioe.messages import ALARM_COLUMNS, BALANCE_COLUMNS, Alarm, Column
 from ioe.settings import Settings
 
-_BALANCE_COLUMNS = ("toUInt32(interval_start), coefficient, generation_wh, consumption_wh, "
-                    "assigned_wh, self_consumed_wh, surplus_wh, import_wh, source, complete")
+
+def _is_time(column: Column) -> bool:
+    """A ``DateTime`` column (UTC seconds) holding an epoch-ms field of the message."""
+    return column.field.endswith("_ms") and column.name != column.field
+
+
+def _select(columns: tuple[Column, ...]) -> str:
+    """The SELECT list of ``columns``: times as epoch seconds (no server timezone involved)."""
+    return ", ".join(f"toUInt32({c.name})" if _is_time(c) else c.name for c in columns)
+
+
+def _ms(value: Any) -> int | None:
+    return None if value is None else int(value) * 1000
+
+
+#: the message field of each column back from its ClickHouse value (the inverse of the
+#: conversions in ``ioe.messages``; fields not listed come back as they are)
+_FROM_CLICKHOUSE: dict[str, Callable[[Any], Any]] = {
+    "evidence": lambda raw: _evidence(raw), "member_id": lambda v: v or None,
+    "complete": bool, "severity": str, "state": str, "source": str,
+}
+
+
+def _fields(columns: tuple[Column, ...], row: tuple[Any, ...]) -> dict[str, Any]:
+    """A ClickHouse row selected with :func:`_select` as the message's field values."""
+    out = {}
+    for column, value in zip(columns, row, strict=True):
+        convert = _ms if _is_time(column) else _FROM_CLICKHOUSE.get(column.field, _same)
+        out[column.field] = convert(value)
+    return out
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+#: the hourly history: interval start and energies, named after the ``Balance`` fields
+_HOUR_FIELDS = ("interval_start_ms", "coefficient", "generation_wh", "consumption_wh",
+                "assigned_wh", "self_consumed_wh", "surplus_wh", "import_wh", "source",
+                "complete")
+_HOUR_COLUMNS = tuple(c for f in _HOUR_FIELDS for c in BALANCE_COLUMNS if c.field == f)
 
 
 class Store:
@@ -35,16 +78,22 @@ class Store:
     def member_hours(self, community_id: str, member_id: str, start: int,
                      end: int) -> list[HourRow]:
         rows = self._query(
-            f"SELECT {_BALANCE_COLUMNS} FROM {self.db}.balances FINAL "
+            f"SELECT {_select(_HOUR_COLUMNS)} FROM {self.db}.balances FINAL "
             "WHERE community_id = %(c)s AND member_id = %(m)s AND interval_s = 3600 "
             "AND interval_start >= toDateTime(%(a)s) AND interval_start < toDateTime(%(b)s) "
             "ORDER BY interval_start",
             {"c": community_id, "m": member_id, "a": int(start), "b": int(end)})
-        return [HourRow(ts=int(r[0]), coefficient=float(r[1]), generation_wh=float(r[2]),
-                        consumption_wh=float(r[3]), assigned_wh=float(r[4]),
-                        self_consumed_wh=float(r[5]), surplus_wh=float(r[6]),
-                        import_wh=float(r[7]), source=str(r[8]), complete=bool(r[9]))
-                for r in rows]
+        hours = []
+        for r in rows:
+            f = _fields(_HOUR_COLUMNS, r)
+            hours.append(HourRow(
+                ts=int(f["interval_start_ms"]) // 1000, coefficient=float(f["coefficient"]),
+                generation_wh=float(f["generation_wh"]),
+                consumption_wh=float(f["consumption_wh"]), assigned_wh=float(f["assigned_wh"]),
+                self_consumed_wh=float(f["self_consumed_wh"]),
+                surplus_wh=float(f["surplus_wh"]), import_wh=float(f["import_wh"]),
+                source=f["source"], complete=f["complete"]))
+        return hours
 
     def member_cups(self, community_id: str, member_id: str, start: int, end: int) -> list[str]:
         rows = self._query(
@@ -76,26 +125,23 @@ class Store:
         return {str(r[0]): (int(r[1]), None if r[2] is None else float(r[2])) for r in rows}
 
     def alarms(self, community_id: str, since: int, member_id: str | None = None,
-               limit: int = 200) -> list[dict[str, Any]]:
+               limit: int = 200) -> list[Alarm]:
         """Open alarms and those opened since ``since`` (epoch s), newest first."""
         member_filter = "AND member_id = %(m)s " if member_id is not None else ""
         rows = self._query(
-            "SELECT alarm_id, device_id, member_id, kind, severity, state, "
-            "toUInt32(opened_at), toUInt32(closed_at), evidence, toUInt32(updated_at) "
+            f"SELECT {_select(ALARM_COLUMNS)} "
             f"FROM {self.db}.anomalies FINAL WHERE community_id = %(c)s {member_filter}"
             "AND (state = 'open' OR opened_at >= toDateTime(%(a)s)) "
             "ORDER BY opened_at DESC LIMIT %(n)s",
             {"c": community_id, "m": member_id or "", "a": int(since), "n": int(limit)})
-        return [{"alarm_id": r[0], "community_id": community_id, "device_id": r[1],
-                 "member_id": r[2] or None, "kind": r[3], "severity": r[4], "state": r[5],
-                 "opened_at_ms": int(r[6]) * 1000,
-                 "closed_at_ms": None if r[7] is None else int(r[7]) * 1000,
-                 "evidence": _evidence(r[8]), "updated_at_ms": int(r[9]) * 1000} for r in rows]
+        return [Alarm(**_fields(ALARM_COLUMNS, r)) for r in rows]
 
 
-def _evidence(raw: str) -> Any:
-    """The alarm's evidence object (stored as JSON text); the raw text if it is not JSON."""
+def _evidence(raw: str) -> dict[str, Any]:
+    """The alarm's evidence object (stored as JSON text); kept as ``{"raw": text}`` when the
+    text is not a JSON object, so an odd row is still shown."""
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw
+        return {"raw": raw}
+    return value if isinstance(value, dict) else {"raw": value}

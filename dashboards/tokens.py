@@ -22,6 +22,7 @@ from pathlib import Path
 
 import jwt
 
+from ioe.messages import Channel, ChannelKind, MessageError
 from ioe.settings import Settings
 
 ALGORITHM = "HS256"
@@ -84,20 +85,32 @@ def operator_allowed(principal: Principal, community_id: str) -> bool:
     return principal.role == "operator" and community_id in principal.communities
 
 
-def channel_refusal(principal: Principal, channel: str) -> str | None:
+#: why a channel is refused, by its kind (the scope rule of each kind is below)
+_REFUSALS = {
+    ChannelKind.MEMBER: "this token does not grant that member's data",
+    ChannelKind.COMMUNITY: "this token does not grant that community",
+    ChannelKind.OPERATORS: "the operators channel needs an operator token of that community",
+}
+UNKNOWN_CHANNEL = ("unknown channel (member:<community>:<member>, community:<id> or "
+                   "operators:<id>)")
+
+
+def channel_allowed(principal: Principal, channel: Channel) -> bool:
+    if channel.kind is ChannelKind.MEMBER:
+        return member_allowed(principal, channel.community_id, channel.member_id or "")
+    if channel.kind is ChannelKind.COMMUNITY:
+        return community_allowed(principal, channel.community_id)
+    return operator_allowed(principal, channel.community_id)
+
+
+def channel_refusal(principal: Principal, channel: str | Channel) -> str | None:
     """Why ``principal`` may not subscribe to ``channel`` (None = allowed)."""
-    parts = channel.split(":")
-    kind = parts[0]
-    if kind == "member" and len(parts) == 3 and all(parts[1:]):
-        return None if member_allowed(principal, parts[1], parts[2]) else \
-            "this token does not grant that member's data"
-    if kind == "community" and len(parts) == 2 and parts[1]:
-        return None if community_allowed(principal, parts[1]) else \
-            "this token does not grant that community"
-    if kind == "operators" and len(parts) == 2 and parts[1]:
-        return None if operator_allowed(principal, parts[1]) else \
-            "the operators channel needs an operator token of that community"
-    return "unknown channel (member:<community>:<member>, community:<id> or operators:<id>)"
+    if not isinstance(channel, Channel):
+        try:
+            channel = Channel.parse(channel)
+        except MessageError:
+            return UNKNOWN_CHANNEL
+    return None if channel_allowed(principal, channel) else _REFUSALS[channel.kind]
 
 
 # -- secret and revocation list ----------------------------------------------------------------

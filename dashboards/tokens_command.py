@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dashboards import tokens
+from ioe.messages import Channel, ChannelKind, MessageError
 from ioe.registry import Registry, RegistryError, load_registry
 from ioe.settings import Settings, get_settings
 
@@ -61,10 +62,12 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
         print(f"ioe tokens: cannot read the registry: {exc}", file=sys.stderr)
         return 2
     if args.member:
-        cid, _, mid = args.member.partition(":")
-        if not cid or not mid:
+        try:  # CID:MID names the member channel member:CID:MID
+            channel = Channel.parse(f"{ChannelKind.MEMBER}:{args.member}")
+        except MessageError:
             print("ioe tokens issue: --member takes CID:MID", file=sys.stderr)
             return 2
+        cid, mid = channel.community_id, channel.member_id or ""
         community = registry.community(cid) if registry else None
         if registry and (community is None or community.member(mid) is None):
             print(f"ioe tokens issue: no member {mid!r} in community {cid!r}", file=sys.stderr)

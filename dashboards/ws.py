@@ -14,16 +14,25 @@ Protocol (JSON text frames; DESIGN.md §6):
     server → {"op":"error","code":…,"message":…[,"channel":…]} for every refusal
 
 The token travels in the first frame, not in the URL, so it never reaches an access log.
-Close codes: 4401 authentication, 4008 too slow, 4400 protocol abuse.
+Close codes: 4401 authentication, 4403 origin not allowed, 4008 too slow, 4400 protocol abuse.
+
+Origins: a browser sends its page's ``Origin`` with the websocket handshake, and the browser's
+cookies-free token scheme does not stop another site's page from opening a socket and trying
+tokens it phished or guessed, so only the server's own host and the configured origins
+(``IOE_WEB_ORIGINS``, ``ioe web --allow-origin``) are accepted. A client without ``Origin`` is
+not a browser page (scripts, the benchmark) and is let through to authenticate as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.websockets import WebSocket
@@ -31,6 +40,7 @@ from starlette.websockets import WebSocket
 from dashboards import tokens
 from dashboards.hub import Hub, Limits, Session, SessionStats, control_frame
 from dashboards.metrics import WebMetrics
+from ioe.messages import Channel, ChannelKind, MessageError
 from ioe.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -39,6 +49,34 @@ MAX_FRAME = 4096
 CLOSE_AUTH = 4401
 CLOSE_SLOW = 4008
 CLOSE_PROTOCOL = 4400
+CLOSE_ORIGIN = 4403
+ORIGINS_ENV = "IOE_WEB_ORIGINS"
+ANY_ORIGIN = "*"
+
+
+def normalize_origin(origin: str) -> str:
+    """``scheme://host[:port]`` in lower case, without a trailing slash."""
+    return origin.strip().rstrip("/").lower()
+
+
+def origins_from_env(environ: dict[str, str] | None = None) -> list[str]:
+    raw = (environ if environ is not None else os.environ).get(ORIGINS_ENV, "")
+    return [o for o in (part.strip() for part in raw.split(",")) if o]
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str]) -> bool:
+    """May a page of ``origin`` open the websocket of the server reached as ``host``?
+
+    Allowed: no ``Origin`` (not a browser page), the server's own host, a configured origin,
+    or any origin when ``*`` is configured."""
+    if origin is None:
+        return True
+    wanted = normalize_origin(origin)
+    configured = {normalize_origin(o) for o in allowed}
+    if ANY_ORIGIN in configured or wanted in configured:
+        return True
+    netloc = urlsplit(wanted).netloc if "://" in wanted else ""
+    return bool(host) and bool(netloc) and netloc == host.strip().lower()
 
 
 @dataclass
@@ -50,6 +88,8 @@ class WsContext:
     limits: Limits
     heartbeat_s: float = 15.0
     auth_timeout_s: float = 10.0
+    #: origins allowed besides the server's own host (normalized; "*" = any)
+    allowed_origins: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass
@@ -71,20 +111,21 @@ def error_frame(code: str, message: str, channel: str | None = None) -> str:
 def default_channels(principal: tokens.Principal) -> list[str]:
     """What a client of this principal usually wants (the clients may subscribe to less)."""
     if principal.role == "member":
-        cid = principal.community_id
-        return [f"member:{cid}:{principal.member_id}", f"community:{cid}"]
+        cid = principal.community_id or ""
+        return [str(Channel.member(cid, principal.member_id or "")),
+                str(Channel.community(cid))]
     channels = []
     for cid in principal.communities:
-        channels += [f"community:{cid}", f"operators:{cid}"]
+        channels += [str(Channel.community(cid)), str(Channel.operators(cid))]
     return channels
 
 
-def channel_exists(registry: Registry, channel: str) -> bool:
-    parts = channel.split(":")
-    community = registry.community(parts[1]) if len(parts) > 1 else None
+def channel_exists(registry: Registry, channel: Channel) -> bool:
+    community = registry.community(channel.community_id)
     if community is None:
         return False
-    return parts[0] != "member" or community.member(parts[2]) is not None
+    return channel.kind is not ChannelKind.MEMBER or \
+        community.member(channel.member_id or "") is not None
 
 
 class Connection:
@@ -108,6 +149,15 @@ class Connection:
         return error_frame(code, message, channel)
 
     async def run(self) -> None:
+        origin = self.ws.headers.get("origin")
+        if not origin_allowed(origin, self.ws.headers.get("host"), self.ctx.allowed_origins):
+            # accepted only to say why: a handshake refused with HTTP 403 tells a page nothing
+            await self.ws.accept()
+            frame = self.refuse("origin_not_allowed",
+                                f"pages of origin {origin!r} may not open this websocket")
+            self.ctx.metrics.disconnects.labels("origin_not_allowed").inc()
+            await self._close(Ending("origin_not_allowed", CLOSE_ORIGIN, frame))
+            return
         await self.ws.accept()
         self.ctx.metrics.clients.inc()
         self.ctx.hub.add(self.session)
@@ -222,27 +272,32 @@ class Connection:
         else:
             self.session.send_control(self.refuse("bad_request", f"unknown op {op!r}"))
 
-    def _subscription(self, op: str, channel: Any) -> None:
+    def _subscription(self, op: str, name: Any) -> None:
         assert self.principal is not None
-        if not isinstance(channel, str) or not channel:
+        if not isinstance(name, str) or not name:
             self.session.send_control(self.refuse("bad_request", "a channel name is needed"))
             return
         if op == "unsubscribe":
-            self.ctx.hub.unsubscribe(self.session, channel)
-            self.session.send_control(control_frame("unsubscribed", channel=channel))
+            self.ctx.hub.unsubscribe(self.session, name)
+            self.session.send_control(control_frame("unsubscribed", channel=name))
+            return
+        try:
+            channel = Channel.parse(name)
+        except MessageError:
+            self.session.send_control(self.refuse("forbidden", tokens.UNKNOWN_CHANNEL, name))
             return
         refusal = tokens.channel_refusal(self.principal, channel)
         if refusal is not None:
-            self.session.send_control(self.refuse("forbidden", refusal, channel))
+            self.session.send_control(self.refuse("forbidden", refusal, name))
             return
         if not channel_exists(self.ctx.registry, channel):
             self.session.send_control(self.refuse("unknown_channel",
-                                                  "no such community or member", channel))
+                                                  "no such community or member", name))
             return
-        if not self.ctx.hub.subscribe(self.session, channel):
+        if not self.ctx.hub.subscribe(self.session, str(channel)):
             self.session.send_control(self.refuse(
                 "too_many_channels", f"at most {self.ctx.limits.max_channels} channels",
-                channel))
+                name))
 
 
 def _parse(text: str) -> dict[str, Any] | None:

@@ -14,6 +14,8 @@ import logging
 import sys
 from dataclasses import dataclass
 
+from ioe import logsafe
+
 
 @dataclass(frozen=True)
 class Command:
@@ -31,6 +33,8 @@ COMMANDS: tuple[Command, ...] = (
             "ioe.commands.registry"),
     Command("worker", "run a stream worker (live shares, balances, anomalies, ClickHouse sink)",
             "streams.command"),
+    Command("workers", "the stream workers' group: members, partitions, lag, rate, stalls",
+            "streams.fleet_command"),
     Command("web", "serve the live websocket, the history API and the dashboards",
             "dashboards.command"),
     Command("tokens", "issue or revoke dashboard access tokens for members and operators",
@@ -48,6 +52,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("coefficients", "validate or convert distributor coefficient files",
             "streams.coefficients_command"),
     Command("demo", "run the whole system on the example community", "ioe.commands.demo"),
+    Command("export", "export a community's readings, balances or alarms to Parquet or CSV",
+            "warehouse.command"),
 )
 BY_NAME = {c.name: c for c in COMMANDS}
 NOT_AVAILABLE = 3
@@ -87,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     command = BY_NAME[argv[index]]
     logging.basicConfig(level=getattr(logging, str(head.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # client input reaches log lines (channels, topics, device ids, URLs): one filter escapes
+    # control characters and redacts credentials on every handler (ioe/logsafe.py)
+    logsafe.install()
     for noisy in ("kafka", "aiokafka", "pymodbus", "urllib3"):  # their INFO is per connection
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     module = _load(command)

@@ -1,5 +1,9 @@
 """Kafka plumbing shared by every service: producers that never lose, topic creation.
 
+Two client libraries, one per runtime: threaded processes (the MQTT bridge's paho loop, the
+Modbus edge, Datadis, the CLI) use kafka-python; asyncio processes (the Faust worker, which
+brings aiokafka, and the web server) use aiokafka. Both are made here, with the same settings.
+
 All producers use ``acks=all`` with retries and at most one in-flight request per connection,
 so readings of one community keep their order even when a send is retried.
 """
@@ -10,6 +14,7 @@ import logging
 import time
 from collections.abc import Iterable
 
+from aiokafka import AIOKafkaConsumer
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -25,6 +30,8 @@ def make_producer(settings: Settings | None = None, **overrides: object) -> Kafk
     options: dict[str, object] = {
         "bootstrap_servers": settings.kafka_bootstrap,
         "acks": "all",
+        # a retried send after a broker failover must not write the reading twice
+        "enable_idempotence": True,
         "retries": 10,
         "max_in_flight_requests_per_connection": 1,
         "linger_ms": 5,
@@ -35,6 +42,20 @@ def make_producer(settings: Settings | None = None, **overrides: object) -> Kafk
     }
     options.update(overrides)
     return KafkaProducer(**options)
+
+
+def make_async_consumer(settings: Settings | None = None, *, group_id: str | None = None,
+                        **overrides: object) -> AIOKafkaConsumer:
+    """An aiokafka consumer (asyncio processes); no group and no auto-commit by default:
+    followers read every partition and commit nothing, group members commit explicitly."""
+    settings = settings or get_settings()
+    options: dict[str, object] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(**options)
 
 
 def ensure_topics(
@@ -59,6 +80,10 @@ def ensure_topics(
             time.sleep(1)
     try:
         existing = set(admin.list_topics())
+        brokers = _broker_count(admin)
+        # a real cluster: every partition on 3 brokers, a write on 2 before it is acknowledged
+        replication = min(3, brokers)
+        durability = {"min.insync.replicas": "2"} if replication >= 3 else {}
         names = []
         for spec in specs:
             name = settings.topic(spec.name)
@@ -68,15 +93,23 @@ def ensure_topics(
             count = spec.partitions or partitions or settings.partitions
             try:
                 admin.create_topics(
-                    [NewTopic(name, num_partitions=count, replication_factor=1,
-                              topic_configs=dict(spec.config))]
+                    [NewTopic(name, num_partitions=count, replication_factor=replication,
+                              topic_configs={**durability, **dict(spec.config)})]
                 )
-                log.info("created topic %s (%d partitions)", name, count)
+                log.info("created topic %s (%d partitions, replication %d)", name, count,
+                         replication)
             except TopicAlreadyExistsError:
                 pass
         return names
     finally:
         admin.close()
+
+
+def _broker_count(admin: KafkaAdminClient) -> int:
+    try:
+        return max(1, len(admin.describe_cluster().get("brokers") or []))
+    except Exception:  # an old broker without DescribeCluster: assume one
+        return 1
 
 
 def topic_partitions(topic: str, settings: Settings | None = None) -> int:

@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,32 @@ from ioe.coefficients import (
     schedule_to_dict,
 )
 
-ROLES = ("consumption", "generation", "grid", "storage")
+
+class Role(StrEnum):
+    """What a device measures (a ``StrEnum``: it compares equal to its registry word)."""
+
+    CONSUMPTION = "consumption"  # a member's consumption meter
+    GENERATION = "generation"    # a plant's inverter / generation meter (net generation G)
+    GRID = "grid"                # a grid-connection meter (import/export), not generation
+    STORAGE = "storage"          # a battery
+
+
+class ProtocolKind(StrEnum):
+    """How a device reaches the system; ``Device.protocol["type"]`` in the registry."""
+
+    MQTT = "mqtt"
+    MODBUS = "modbus"
+    DATADIS = "datadis"  # the distributor's official meter (implicit device of a supply)
+    OTHER = "other"
+
+
+ROLES = tuple(Role)
+OFFICIAL_PREFIX = "datadis:"
+
+
+def official_device_id(cups: str) -> str:
+    """The implicit device of a supply point: the distributor's meter, fed by Datadis."""
+    return f"{OFFICIAL_PREFIX}{cups}"
 REGISTRY_FORMAT = 1
 
 
@@ -64,7 +90,7 @@ class Plant:
 class Device:
     id: str
     community_id: str
-    role: str
+    role: Role
     member_id: str | None = None
     plant_id: str | None = None
     #: free-form connector details: {"type": "mqtt", "decoder": "shelly-gen1", ...}
@@ -73,6 +99,21 @@ class Device:
     expected_interval_s: float = 10.0
     #: rated power in W (inverters: AC rating), for plausibility checks
     rated_power_w: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "role", Role(self.role))
+
+    @property
+    def protocol_kind(self) -> ProtocolKind:
+        kind = self.protocol.get("type")
+        return ProtocolKind(kind) if kind in ProtocolKind.__members__.values() else (
+            ProtocolKind.OTHER)
+
+    @property
+    def is_official(self) -> bool:
+        """The distributor's meter (Datadis): its hours supersede the monitoring meters', and
+        it carries no live power. The one test of it in the code base."""
+        return self.protocol_kind is ProtocolKind.DATADIS or self.id.startswith(OFFICIAL_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -110,7 +151,7 @@ class Community:
         return [d for d in self.devices if d.member_id == member_id]
 
     def generation_devices(self) -> list[Device]:
-        return [d for d in self.devices if d.role == "generation"]
+        return [d for d in self.devices if d.role is Role.GENERATION]
 
     @property
     def peak_power_kw(self) -> float:
@@ -167,18 +208,32 @@ class Registry:
         self._reindex()
 
     def _reindex(self) -> None:
-        self._devices: dict[str, Device] = {}
-        for community in self.communities.values():
-            for device in community.devices:
-                self._devices[device.id] = device
+        self._devices: dict[str, Device] = {
+            device.id: device for community in self.communities.values()
+            for device in community.devices}
+
+    def apply_record(self, key: bytes | None, value: bytes | None) -> Community | None:
+        """One ``ioe.registry`` record: a community document, or a tombstone removing it.
+        Returns the community put (None for a tombstone); a bad document raises."""
+        if value is None:
+            if key:
+                self.remove(key.decode())
+            return None
+        community = Community.from_json(value)
+        self.put(community)
+        return community
 
     def put(self, community: Community) -> None:
-        """Add or replace a community (as when a newer registry message arrives)."""
-        self.communities[community.id] = community
+        """Add or replace a community (as when a newer registry message arrives).
+
+        Copy-on-write: the dicts are rebuilt and swapped, never mutated in place, so a reader
+        on another thread (the MQTT bridge's paho thread) sees the old or the new registry,
+        never half of one."""
+        self.communities = {**self.communities, community.id: community}
         self._reindex()
 
     def remove(self, community_id: str) -> None:
-        self.communities.pop(community_id, None)
+        self.communities = {k: v for k, v in self.communities.items() if k != community_id}
         self._reindex()
 
     def device(self, device_id: str) -> Device | None:
@@ -357,13 +412,14 @@ def _parse_community(raw: dict[str, Any], check: _Checker, base_dir: Path) -> Co
             expected_interval_s=float(check.get(d, "expected_interval_s", NUMBER, 10.0, what)),
             rated_power_w=float(rated) if rated is not None else None))
     for member in members:  # the distributor's official meter of every member and plant
-        devices.append(Device(id=f"datadis:{member.cups}", community_id=cid, role="consumption",
+        devices.append(Device(id=official_device_id(member.cups), community_id=cid,
+                              role=Role.CONSUMPTION,
                               member_id=member.id, protocol={"type": "datadis"},
                               expected_interval_s=3600.0))
     for plant in plants:
         if plant.cups:
-            devices.append(Device(id=f"datadis:{plant.cups}", community_id=cid,
-                                  role="generation", plant_id=plant.id,
+            devices.append(Device(id=official_device_id(plant.cups), community_id=cid,
+                                  role=Role.GENERATION, plant_id=plant.id,
                                   protocol={"type": "datadis"}, expected_interval_s=3600.0))
     schedules = [_parse_schedule(s, check, base_dir, what)
                  for s in check.get(raw, "coefficients", list, [], what)]

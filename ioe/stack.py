@@ -246,7 +246,7 @@ class PrivateKafka:
 
 
 def kafka_healthy(settings: Settings) -> bool:
-    host, _, port = settings.kafka_bootstrap.partition(":")
+    host, _, port = settings.kafka_bootstrap.split(",")[0].partition(":")
     if not port_open(host, int(port)):
         return False
     try:
@@ -279,6 +279,7 @@ def _clickhouse_config(settings: Settings, base: Path) -> Path:
         "<errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows>"
         "<execution_time>0</execution_time></interval></default></quotas>\n</yandex>\n"
     )
+    install_clickhouse_users_d(base)
     config = base / "config.xml"
     config.write_text(f"""<?xml version="1.0"?>
 <yandex>
@@ -312,6 +313,15 @@ def _clickhouse_config(settings: Settings, base: Path) -> Path:
 </yandex>
 """)
     return config
+
+
+def install_clickhouse_users_d(base: Path) -> None:
+    """Copy infra/clickhouse/users.d/*.xml (the read-only analyst user, docs/data-engineering.md)
+    next to users.xml; ClickHouse merges users.d/ and reloads it without a restart."""
+    target = base / "users.d"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted((ROOT / "infra" / "clickhouse" / "users.d").glob("*.xml")):
+        shutil.copyfile(path, target / path.name)
 
 
 def start_clickhouse(settings: Settings, local: Path) -> subprocess.Popen[bytes]:

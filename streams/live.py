@@ -12,12 +12,12 @@ stopped reporting would otherwise show every member importing everything.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
-from ioe.registry import Community, Device
-from streams.energy.balance import split
+from ioe.messages import GeneratorPower, LiveCommunity, LiveMember, PlantPower
+from ioe.registry import Community, Device, Role
 from streams.records import rnd
+from streams.shares import coefficients, member_split
 
 #: latest power per device: device_id -> (power_w, ts_ms)
 Latest = Mapping[str, tuple[float, int]]
@@ -25,13 +25,8 @@ Latest = Mapping[str, tuple[float, int]]
 
 @dataclass(frozen=True)
 class LiveUpdate:
-    members: dict[str, dict[str, Any]]  # member_id -> member message
-    community: dict[str, Any]
-
-
-def is_official(device: Device) -> bool:
-    """The distributor's meter (Datadis) delivers closed hours days later: not live data."""
-    return device.id.startswith("datadis:")
+    members: dict[str, LiveMember]  # member_id -> member message
+    community: LiveCommunity
 
 
 def _fresh(latest: Latest, device_id: str, now_ms: int, staleness_ms: int
@@ -74,14 +69,15 @@ _INDEXES: dict[str, tuple[Community, _Index]] = {}
 def _index(community: Community) -> _Index:
     cached = _INDEXES.get(community.id)
     if cached is None or cached[0] is not community:
-        live_devices = [d for d in community.devices if not is_official(d)]
-        generators = tuple(d for d in live_devices if d.role == "generation" and d.plant_id)
+        # the distributor's meter (Datadis) delivers closed hours days later: not live data
+        live_devices = [d for d in community.devices if not d.is_official]
+        generators = tuple(d for d in live_devices if d.role is Role.GENERATION and d.plant_id)
         plants: dict[str, list[Device]] = {}
         meters: dict[str, list[Device]] = {}
         for d in generators:
             plants.setdefault(str(d.plant_id), []).append(d)
         for d in live_devices:
-            if d.role == "consumption" and d.member_id is not None:
+            if d.role is Role.CONSUMPTION and d.member_id is not None:
                 meters.setdefault(d.member_id, []).append(d)
         cached = (community, _Index(generators,
                                     {k: tuple(v) for k, v in plants.items()},
@@ -95,63 +91,57 @@ def compute(community: Community, latest: Latest, now_ms: int, staleness_ms: int
     cid = community.id
     index = _index(community)
     generators = list(index.generators)
-    gen_info: dict[str, dict[str, Any]] = {}
+    gen_info: dict[str, GeneratorPower] = {}
     for device in generators:
         power, ts, stale = _fresh(latest, device.id, now_ms, staleness_ms)
-        gen_info[device.id] = {"power_w": rnd(power), "ts_ms": ts, "stale": stale}
+        gen_info[device.id] = GeneratorPower(rnd(power), ts, stale)
     generation = _sum_fresh(generators, latest, now_ms, staleness_ms, clamp=False)
-    plants: dict[str, dict[str, Any]] = {}
+    plants: dict[str, PlantPower] = {}
     for plant in community.plants:
         own = list(index.plant_generators.get(plant.id, ()))
-        stamps = [gen_info[d.id]["ts_ms"] for d in own if gen_info[d.id]["ts_ms"] is not None]
-        plants[plant.id] = {
-            "power_w": rnd(_sum_fresh(own, latest, now_ms, staleness_ms, clamp=False)),
-            "ts_ms": max(stamps) if stamps else None,
-        }
+        stamps = [t for t in (gen_info[d.id].ts_ms for d in own) if t is not None]
+        plants[plant.id] = PlantPower(
+            rnd(_sum_fresh(own, latest, now_ms, staleness_ms, clamp=False)),
+            max(stamps) if stamps else None)
 
-    members: dict[str, dict[str, Any]] = {}
-    totals = {"consumption": 0.0, "sc": 0.0, "surplus": 0.0, "import": 0.0}
+    members: dict[str, LiveMember] = {}
+    consumption_total = sc_total = surplus_total = import_total = 0.0
     reporting = 0
+    betas = coefficients(community, now_ms)
     for member in community.members:
         meters = list(index.member_meters.get(member.id, ()))
         consumption = _sum_fresh(meters, latest, now_ms, staleness_ms, clamp=True)
-        beta = community.coefficient(member.id, now_ms)
-        msg: dict[str, Any] = {
-            "v": 1, "type": "member", "channel": f"member:{cid}:{member.id}",
-            "community_id": cid, "member_id": member.id, "ts_ms": now_ms,
-            "coefficient": beta, "generation_w": rnd(generation),
-            "assigned_w": None, "consumption_w": rnd(consumption),
-            "self_consumption_w": None, "surplus_w": None, "import_w": None,
-            "stale": generation is None or consumption is None,
-        }
-        if generation is not None:
-            msg["assigned_w"] = rnd(beta * max(generation, 0.0))
+        beta = betas[member.id]
+        s = member_split(beta, generation, consumption)
+        both = s is not None and consumption is not None
         if consumption is not None:
             reporting += 1
-            totals["consumption"] += consumption
-        if generation is not None and consumption is not None:
-            s = split(beta, generation, consumption)
-            msg.update(self_consumption_w=rnd(s.self_consumed), surplus_w=rnd(s.surplus),
-                       import_w=rnd(s.grid_import))
-            totals["sc"] += s.self_consumed
-            totals["surplus"] += s.surplus
-            totals["import"] += s.grid_import
-        members[member.id] = msg
+            consumption_total += consumption
+        if both and s is not None:
+            sc_total += s.self_consumed
+            surplus_total += s.surplus
+            import_total += s.grid_import
+        members[member.id] = LiveMember(
+            community_id=cid, member_id=member.id, ts_ms=now_ms, coefficient=beta,
+            generation_w=rnd(generation), assigned_w=rnd(s.assigned) if s else None,
+            consumption_w=rnd(consumption),
+            self_consumption_w=rnd(s.self_consumed) if both and s else None,
+            surplus_w=rnd(s.surplus) if both and s else None,
+            import_w=rnd(s.grid_import) if both and s else None,
+            stale=not both)
 
     known = generation is not None
-    community_msg: dict[str, Any] = {
-        "v": 1, "type": "community", "channel": f"community:{cid}", "community_id": cid,
-        "ts_ms": now_ms, "generation_w": rnd(generation),
-        "consumption_w": rnd(totals["consumption"]),
-        "self_consumption_w": rnd(totals["sc"]) if known else None,
-        "surplus_w": rnd(totals["surplus"]) if known else None,
-        "import_w": rnd(totals["import"]) if known else None,
-        "members_reporting": reporting, "members_total": len(community.members),
-        "plants": plants, "generators": gen_info,
-    }
+    community_msg = LiveCommunity(
+        community_id=cid, ts_ms=now_ms, generation_w=rnd(generation),
+        consumption_w=rnd(consumption_total),
+        self_consumption_w=rnd(sc_total) if known else None,
+        surplus_w=rnd(surplus_total) if known else None,
+        import_w=rnd(import_total) if known else None,
+        members_reporting=reporting, members_total=len(community.members),
+        plants=plants, generators=gen_info)
     return LiveUpdate(members=members, community=community_msg)
 
 
-def fingerprint(msg: Mapping[str, Any]) -> tuple[Any, ...]:
+def fingerprint(msg: LiveMember | LiveCommunity) -> LiveMember | LiveCommunity:
     """What makes a message *different* (its timestamp alone does not)."""
-    return tuple((k, repr(v)) for k, v in sorted(msg.items()) if k != "ts_ms")
+    return replace(msg, ts_ms=0)

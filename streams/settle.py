@@ -10,7 +10,7 @@ Inputs (``;`` separated, header first, decimal point or comma):
   plant CUPS in one file are added hour by hour: the community shares their total);
 
 ``date`` is ``YYYY/MM/DD`` and ``time`` the local end of the hour ``01:00`` … ``24:00`` with both
-clock-change days (see :mod:`streams.energy.datadis_time`). Extra columns (Datadis exports carry
+clock-change days (see :mod:`ioe.datadis_time`). Extra columns (Datadis exports carry
 ``obtainMethod``…) are ignored. Any bad input raises :class:`SettleError` naming ``file:line``.
 """
 
@@ -30,8 +30,8 @@ from ioe.coefficients import (
     in_force,
     normalize_cups,
 )
+from ioe.datadis_time import DatadisTimeError, DayWalker, iso_utc
 from streams.energy.balance import split
-from streams.energy.datadis_time import DatadisTimeError, DayWalker, iso_utc
 
 KINDS = {"consumption": "consumption_kwh", "generation": "generation_kwh"}
 OUTPUT_HEADER = ("cups", "date", "time", "hour_end_utc", "coefficient", "consumption_kwh",

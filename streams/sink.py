@@ -19,28 +19,32 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError
 from prometheus_client import CollectorRegistry, Counter
 
 from ioe.clickhouse import client as ch_client
+from ioe.kafka import make_async_consumer
+from ioe.messages import (
+    ALARM_COLUMNS,
+    BALANCE_COLUMNS,
+    READING_COLUMNS,
+    Alarm,
+    Balance,
+    Column,
+    MessageError,
+    column_names,
+    row,
+)
 from ioe.reading import Reading, ReadingError
 from ioe.registry import Registry
 from ioe.settings import Settings
 from ioe.topics import ANOMALIES, BALANCES, READINGS
-from streams.records import (
-    ANOMALY_COLUMNS,
-    BALANCE_COLUMNS,
-    READING_COLUMNS,
-    anomaly_row,
-    balance_row,
-    reading_row,
-)
 
 log = logging.getLogger(__name__)
 
-TABLES = {"readings": READING_COLUMNS, "balances": BALANCE_COLUMNS, "anomalies": ANOMALY_COLUMNS}
+#: ClickHouse table -> its columns, derived from the message types (ioe/messages.py)
+TABLES: dict[str, tuple[Column, ...]] = {
+    "readings": READING_COLUMNS, "balances": BALANCE_COLUMNS, "anomalies": ALARM_COLUMNS}
 
 
 class Sink:
@@ -61,8 +65,8 @@ class Sink:
                                      registry=self.metrics)
         self._topics = {
             settings.topic(READINGS): ("readings", self._reading),
-            settings.topic(BALANCES): ("balances", self._json(balance_row)),
-            settings.topic(ANOMALIES): ("anomalies", self._json(anomaly_row)),
+            settings.topic(BALANCES): ("balances", self._typed(Balance.decode, BALANCE_COLUMNS)),
+            settings.topic(ANOMALIES): ("anomalies", self._typed(Alarm.decode, ALARM_COLUMNS)),
         }
 
     # -- mapping ------------------------------------------------------------------------------
@@ -73,15 +77,17 @@ class Sink:
         except ReadingError:
             return None
         device = self.registry.device(reading.device_id)
-        return reading_row(reading, device.community_id) if device else None
+        if device is None:
+            return None
+        return row(reading.with_community(device.community_id), READING_COLUMNS)
 
     @staticmethod
-    def _json(build: Callable[[dict[str, Any]], tuple[Any, ...]]
-              ) -> Callable[[bytes], tuple[Any, ...] | None]:
+    def _typed(decode: Callable[[bytes], object], columns: tuple[Column, ...]
+               ) -> Callable[[bytes], tuple[Any, ...] | None]:
         def convert(value: bytes) -> tuple[Any, ...] | None:
             try:
-                return build(orjson.loads(value))
-            except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+                return row(decode(value), columns)
+            except (MessageError, KeyError, TypeError, ValueError):
                 return None
         return convert
 
@@ -89,10 +95,10 @@ class Sink:
     async def run(self, ready: asyncio.Event | None = None) -> None:
         if ready is not None:
             await ready.wait()  # readings of unknown communities are only known after the registry
-        consumer = AIOKafkaConsumer(
-            *self._topics, bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
-            max_poll_records=self.batch_size)
+        consumer = make_async_consumer(self.settings, group_id=self.group_id,
+                                       auto_offset_reset="earliest",
+                                       max_poll_records=self.batch_size)
+        consumer.subscribe(list(self._topics))
         await consumer.start()
         rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in TABLES}
         first_at: float | None = None
@@ -102,11 +108,11 @@ class Sink:
                 for tp, messages in batch.items():
                     table, convert = self._topics[tp.topic]
                     for message in messages:
-                        row = convert(message.value) if message.value is not None else None
-                        if row is None:
+                        values = convert(message.value) if message.value is not None else None
+                        if values is None:
                             self.skipped.labels(tp.topic).inc()
                             continue
-                        rows[table].append(row)
+                        rows[table].append(values)
                 if batch and first_at is None:
                     first_at = time.monotonic()
                 count = sum(len(r) for r in rows.values())
@@ -142,7 +148,7 @@ class Sink:
             for table, batch in rows.items():
                 if not batch:
                     continue
-                columns = ", ".join(TABLES[table])
+                columns = ", ".join(column_names(TABLES[table]))
                 ch.execute(f"INSERT INTO {db}.{table} ({columns}) VALUES", batch)
                 self.rows_written.labels(table).inc(len(batch))
         finally:

@@ -16,6 +16,15 @@ from ioe import stack
 from ioe.settings import Settings, get_settings
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the real servers (through ``local_stack`` and the fixtures built on
+    it) is marked ``stack``, so ``pytest -m 'not stack' tests/streams/energy`` runs the pure
+    tests in seconds on a machine without servers."""
+    for item in items:
+        if "local_stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
+
+
 @pytest.fixture(scope="session")
 def local_stack() -> Settings:
     """The running stack; started here if `make test` did not start it already."""

@@ -45,7 +45,7 @@ from connectors.datadis.files import ImportFormatError, find_files, group_by_cup
 from connectors.datadis.ledger import Ledger
 from connectors.datadis.metrics import DatadisMetrics
 from connectors.datadis.readings import convert_rows
-from connectors.datadis.timeconv import months_between
+from ioe.datadis_time import months_between
 from ioe.deadletter import dead_letter
 from ioe.registry import Registry, RegistryError, load_registry
 from ioe.settings import Settings, get_settings

@@ -26,7 +26,7 @@ from connectors.datadis.ledger import Ledger
 from connectors.datadis.metrics import DatadisMetrics
 from connectors.datadis.readings import INTERVAL_S, Converted, Rejected, convert_rows
 from connectors.datadis.redact import get_logger
-from connectors.datadis.timeconv import add_months, month_bounds_ms, month_of_ms, months_between
+from ioe.datadis_time import add_months, month_bounds_ms, month_of_ms, months_between
 from ioe.deadletter import dead_letter, encode_dead_letter
 from ioe.reading import Reading
 from ioe.settings import Settings

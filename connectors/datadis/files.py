@@ -1,13 +1,20 @@
 """Datadis downloads (CSV and JSON) → API-shaped rows, for ``ioe datadis import``.
 
-The web download is ``;``-separated with a decimal comma, columns
-``CUPS;Fecha;Hora;Consumo_kWh;Metodo_obtencion`` and, for self-consumption supplies,
-``Energia_vertida_kWh;Energia_generada_kWh;Energia_autoconsumida_kWh``. ``Fecha`` is
-``YYYY/MM/DD`` (distributor portals use ``DD/MM/YYYY``); ``Hora`` is ``HH:MM`` (end of the
-interval) or, in CNMC-style files, the ordinal of the hour in the day (1…23/24/25), which
-needs no label walking at all. JSON downloads are either API-shaped (``timeCurve`` items or a
-bare list of them) or the CSV columns as keys. Column names go through an alias table so
-small spelling differences (accents, case, ``AE_kWh``) do not break the import.
+The web download is ``;``-separated with a decimal comma. Its column names changed over time and
+differ between the datadis.es download (``CUPS;Fecha;Hora;AE_kWh;energiaVertida_kWh;
+energiaGenerada_kWh;energiaAutoconsumida_kWh;metodoObtencion``), older exports and distributor
+portals (``Consumo_kWh``, ``Metodo_obtencion``, ``Energia_vertida_kWh``…) and the API's own
+JSON keys (``consumptionKWh``, ``surplusEnergyKWh``…). Header names are therefore normalised
+(accents, case and every separator removed: ``energiaVertida_kWh``, ``Energía vertida (kWh)``
+and ``ENERGIA_VERTIDA_KWH`` are one name) and looked up in one table; a column that is not in
+the table is an error naming it — silently dropping, say, the surplus column would settle a
+self-consumption supply as if it exported nothing.
+
+``Fecha`` is ``YYYY/MM/DD`` (distributor portals use ``DD/MM/YYYY``; rows are given the API
+form); ``Hora`` is ``HH:MM`` (end of the interval) or, in CNMC-style files, the ordinal of the
+interval in the day (1…23/24/25). JSON downloads are either API-shaped (``timeCurve`` items or
+a bare list of them) or the CSV columns as keys. A row without a CUPS is an error: a reading
+without a supply id must never be published.
 """
 
 from __future__ import annotations
@@ -15,48 +22,77 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-#: normalized column name → API field
-ALIASES = {
+#: normalised column name (see :func:`normalise_header`) → API field; every column Datadis
+#: exports for hourly/quarter-hourly consumption
+COLUMNS = {
     "cups": "cups",
-    "fecha": "date", "date": "date",
+    "fecha": "date", "date": "date", "dia": "date",
     "hora": "time", "time": "time",
-    "consumo_kwh": "consumptionKWh", "consumo": "consumptionKWh", "ae_kwh": "consumptionKWh",
-    "consumptionkwh": "consumptionKWh",
-    "metodo_obtencion": "obtainMethod", "metodoobtencion": "obtainMethod",
-    "obtainmethod": "obtainMethod", "real/estimado": "obtainMethod",
-    "energia_vertida_kwh": "surplusEnergyKWh", "as_kwh": "surplusEnergyKWh",
-    "surplusenergykwh": "surplusEnergyKWh",
-    "energia_generada_kwh": "generationEnergyKWh", "generationenergykwh": "generationEnergyKWh",
-    "energia_autoconsumida_kwh": "selfConsumptionEnergyKWh",
+    "consumokwh": "consumptionKWh", "consumo": "consumptionKWh", "aekwh": "consumptionKWh",
+    "consumptionkwh": "consumptionKWh", "energiaconsumidakwh": "consumptionKWh",
+    "metodoobtencion": "obtainMethod", "obtainmethod": "obtainMethod",
+    "realestimado": "obtainMethod", "metodo": "obtainMethod",
+    "energiavertidakwh": "surplusEnergyKWh", "askwh": "surplusEnergyKWh",
+    "surplusenergykwh": "surplusEnergyKWh", "excedentekwh": "surplusEnergyKWh",
+    "energiageneradakwh": "generationEnergyKWh", "generationenergykwh": "generationEnergyKWh",
+    "energiaautoconsumidakwh": "selfConsumptionEnergyKWh",
     "selfconsumptionenergykwh": "selfConsumptionEnergyKWh",
 }
+_DAY_FIRST = re.compile(r"^(\d{1,2})[/-](\d{1,2})[/-](\d{4})$")
 
 
 class ImportFormatError(ValueError):
     """A file that is not a Datadis download."""
 
 
-def _norm(name: str) -> str:
-    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return text.strip().strip('"').lower().replace(" ", "_")
+def normalise_header(name: str) -> str:
+    """``Energía_Vertida (kWh)`` → ``energiavertidakwh``: accents, case and separators out."""
+    text = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
-def _row(raw: dict[str, Any]) -> dict[str, Any]:
+def header_map(names: list[Any]) -> dict[Any, str]:
+    """Column name → API field for a whole header; an unknown column is an error."""
+    fields: dict[Any, str] = {}
+    unknown = []
+    for name in names:
+        key = normalise_header(name) if name is not None else ""
+        if not key:
+            continue  # the empty column a trailing ';' makes
+        field = COLUMNS.get(key)
+        if field is None:
+            unknown.append(str(name))
+        else:
+            fields[name] = field
+    if unknown:
+        raise ImportFormatError(f"column(s) not understood: {', '.join(unknown)} (known: "
+                                f"{', '.join(sorted(set(COLUMNS)))}); fix the header or "
+                                "report the new Datadis column")
+    return fields
+
+
+def _row(raw: dict[Any, Any], fields: dict[Any, str], where: str) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for name, value in raw.items():
-        field = ALIASES.get(_norm(str(name)))
+        field = fields.get(name)
         if field:
             row[field] = value.strip() if isinstance(value, str) else value
+    if "cups" not in row or "date" not in row or ("time" not in row):
+        raise ImportFormatError(f"{where}: row without CUPS/date/time: {sorted(map(str, raw))}")
+    if not str(row["cups"] or "").strip():
+        raise ImportFormatError(f"{where}: empty CUPS (a reading needs its supply point)")
+    day = _DAY_FIRST.match(str(row["date"]).strip())
+    if day:  # distributor portals: DD/MM/YYYY → the API's YYYY/MM/DD
+        row["date"] = f"{int(day.group(3)):04d}/{int(day.group(2)):02d}/{int(day.group(1)):02d}"
     hora = row.get("time")
     if isinstance(hora, int) or (isinstance(hora, str) and hora.isdigit()):
-        row["ordinal"] = int(hora)  # CNMC style: n-th hour of the day
-    if "cups" not in row or "date" not in row or ("time" not in row):
-        raise ImportFormatError(f"row without CUPS/date/time: {sorted(raw)}")
+        row["ordinal"] = int(hora)  # CNMC style: n-th interval of the day
     return row
 
 
@@ -65,7 +101,14 @@ def read_csv(text: str) -> list[dict[str, Any]]:
     first = text.splitlines()[0] if text.strip() else ""
     delimiter = ";" if first.count(";") >= first.count(",") else ","
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
-    return [_row(r) for r in reader if any((v or "").strip() for v in r.values())]
+    fields = header_map(list(reader.fieldnames or []))
+    rows = []
+    for raw in reader:
+        if None in raw:  # more cells than header columns
+            raise ImportFormatError(f"line {reader.line_num}: more values than columns")
+        if any((v or "").strip() for v in raw.values()):
+            rows.append(_row(raw, fields, f"line {reader.line_num}"))
+    return rows
 
 
 def read_json(text: str) -> list[dict[str, Any]]:
@@ -75,7 +118,12 @@ def read_json(text: str) -> list[dict[str, Any]]:
             (v for v in data.values() if isinstance(v, list)), [])
     if not isinstance(data, list):
         raise ImportFormatError("JSON download must be a list or an object holding one")
-    return [_row(r) for r in data if isinstance(r, dict)]
+    rows = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise ImportFormatError(f"item {i}: expected an object, got {type(item).__name__}")
+        rows.append(_row(item, header_map(list(item)), f"item {i}"))
+    return rows
 
 
 READERS = {".csv": read_csv, ".json": read_json}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connectors.datadis.timeconv import place_rows
+from ioe.datadis_time import place_rows
 from ioe.reading import Reading, ReadingError
 
 SOURCE = "datadis"

@@ -3,12 +3,17 @@
 Threads and hand-offs:
 
 * paho's network thread receives messages and only queues them (``on_message`` never blocks);
-* one worker thread decodes (:class:`Processor`), sends the resulting records to Kafka and
-  acknowledges each MQTT message **after** Kafka confirmed all of its records (``manual_ack``).
-  Acks go out in the order the messages arrived, so a message whose records are still being
-  retried holds back the ones behind it; the broker's in-flight window then stops the flow
-  (back-pressure) instead of the bridge buffering without bound;
-* an optional follower thread keeps the registry current from ``ioe.registry``.
+* one worker thread decodes (:class:`Processor`, one encode per reading) and hands the records to
+  the Kafka producer, which batches them (``linger_ms``/``batch_size``: one produce request
+  carries hundreds of readings; nothing is flushed per message);
+* the producer's I/O thread confirms records through the send futures' callbacks; a message
+  whose last record is confirmed wakes the worker, which acknowledges **in arrival order and in
+  batches** every message Kafka has fully confirmed (``manual_ack``). A message whose records are
+  still being retried holds back the ones behind it; the broker's in-flight window then stops
+  the flow (back-pressure) instead of the bridge buffering without bound;
+* the registry follower (:class:`ioe.registry_follower.RegistryFollower`, on its own thread)
+  keeps the registry current from ``ioe.registry``; the :class:`Registry` is copy-on-write, so
+  the worker always reads a whole one.
 
 A crash at any point leaves the un-acked messages in the broker's session for this fixed client
 id, so they are delivered again when the bridge returns (at-least-once; readings are idempotent on
@@ -23,7 +28,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,17 +38,22 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ioe.kafka import make_producer
 from ioe.registry import Registry
+from ioe.registry_follower import RegistryFollower
 from ioe.settings import Settings
 
 from .decoders import DEFAULT_SUBSCRIPTIONS, DecodeContext
 from .metrics import BridgeMetrics
 from .processor import Outcome, Processor, Record
-from .registry_follow import LiveRegistry, RegistryFollower
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CLIENT_ID = "ioe-mqtt-bridge"
 _WAKE = ("wake",)
+#: producer batching: one produce request carries many readings (the MQTT in-flight window and
+#: the Kafka round trip, not a per-message flush, bound the latency of an ack)
+PRODUCER_OPTIONS: dict[str, object] = {"linger_ms": 10, "batch_size": 256 * 1024}
+#: messages taken from the inbox before the worker acks what Kafka confirmed meanwhile
+TAKE_MAX = 500
 
 
 @dataclass
@@ -65,20 +75,22 @@ class BridgeConfig:
     retry_max_s: float = 10.0
 
 
-@dataclass
 class _Pending:
-    mid: int
-    qos: int
-    outcome: Outcome
-    futures: list[Any] = field(default_factory=list)
-    attempts: int = 0
+    """One MQTT message until it is acked: its records and how many Kafka has not confirmed."""
+
+    __slots__ = ("mid", "qos", "outcome", "futures", "remaining", "failed", "attempts")
+
+    def __init__(self, mid: int, qos: int, outcome: Outcome) -> None:
+        self.mid = mid
+        self.qos = qos
+        self.outcome = outcome
+        self.futures: list[Any] = [None] * len(outcome.records)
+        self.remaining = len(outcome.records)
+        self.failed: list[int] = []
+        self.attempts = 0
 
     def done(self) -> bool:
-        return all(f is not None and f.is_done for f in self.futures) or any(
-            f is None for f in self.futures)
-
-    def failed_indexes(self) -> list[int]:
-        return [i for i, f in enumerate(self.futures) if f is None or f.failed()]
+        return self.remaining <= 0
 
 
 class Bridge:
@@ -86,9 +98,12 @@ class Bridge:
         self.config = config
         self.settings = config.settings
         self.metrics = BridgeMetrics()
-        self.registry = LiveRegistry(config.registry)
+        #: copy-on-write: the follower swaps its dicts, the worker reads them without locks
+        self.registry = config.registry if config.registry is not None else Registry()
         self.processor = Processor(self.registry, DecodeContext(timezone=ZoneInfo(config.timezone)),
                                    topic_root=config.topic_root)
+        self._woken = False
+        self._confirm_lock = threading.Lock()
         self._inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._pending: deque[_Pending] = deque()
         self._stopping = threading.Event()
@@ -111,8 +126,8 @@ class Bridge:
             self._metrics_server = self.metrics.serve(self.config.metrics_port,
                                                       self.config.metrics_addr)
         if self.config.follow_registry:
-            self._follower = RegistryFollower(self.registry, self.settings)
-            self._follower.start()
+            self._follower = RegistryFollower(self.settings, self.registry)
+            self._follower.start_thread()
         self._producer = self._connect_kafka()
         self._worker = threading.Thread(target=self._work, name="mqtt-bridge-worker",
                                         daemon=True)
@@ -127,7 +142,7 @@ class Bridge:
         delay = 1.0
         while True:
             try:
-                return make_producer(self.settings)
+                return make_producer(self.settings, **PRODUCER_OPTIONS)
             except KafkaError as exc:
                 if self._stopping.is_set():
                     raise
@@ -196,7 +211,7 @@ class Bridge:
             return
         self.metrics.connected.set(1)
         # JSON mappings come from the registry: make sure their topics are known before subscribing
-        self.processor.refresh_json_maps(self.registry())
+        self.processor.refresh_json_maps(self.registry)
         self._subscribed_filters = set(self._filters())
         filters = sorted(self._subscribed_filters)
         log.info("MQTT connected to %s:%s (session present: %s), subscribing %s",
@@ -235,8 +250,10 @@ class Bridge:
                          bool(message.retain), int(time.time() * 1000)))
 
     # -- worker ----------------------------------------------------------------------------
-    def _wake(self, *_: Any) -> None:
-        self._inbox.put(_WAKE)
+    def _wake(self) -> None:
+        if not self._woken:  # one wake-up item is enough, however many confirmations arrive
+            self._woken = True
+            self._inbox.put(_WAKE)
 
     def _work(self) -> None:
         next_topic_check = 0.0
@@ -246,11 +263,21 @@ class Bridge:
                     item = self._inbox.get(timeout=0.5)
                 except queue.Empty:
                     item = _WAKE
-                if item[0] == "msg":
-                    self._handle(*item[1:])
+                taken = 0
+                while True:  # take what is queued, then ack once for all of it
+                    if item[0] == "msg":
+                        self._handle(*item[1:])
+                        taken += 1
+                    if taken >= TAKE_MAX:
+                        break
+                    try:
+                        item = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
                 if time.monotonic() >= next_topic_check:
                     next_topic_check = time.monotonic() + 1.0
                     self._follow_json_map_topics()
+                self._woken = False
                 self._settle()
                 if self._stopping.is_set() and self._inbox.empty():
                     self._drain()
@@ -261,8 +288,8 @@ class Bridge:
             self._worker_done.set()
 
     def _follow_json_map_topics(self) -> None:
-        """A registry update may configure a JSON meter on a topic not subscribed yet."""
-        self.processor.refresh_json_maps(self.registry())
+        """A registry update may configure a device on a topic not subscribed yet."""
+        self.processor.refresh_json_maps(self.registry)
         if self._client is None or not self.subscribed.is_set():
             return
         new = [f for f in self._filters() if f not in self._subscribed_filters]
@@ -274,57 +301,82 @@ class Bridge:
     def _handle(self, mid: int, qos: int, topic: str, payload: bytes, retain: bool,
                 received_at_ms: int) -> None:
         outcome = self.processor.process(topic, payload, received_at_ms, retain)
-        pending = _Pending(mid, qos, outcome, [None] * len(outcome.records))
-        self._send(pending, range(len(outcome.records)))
+        pending = _Pending(mid, qos, outcome)
         self._pending.append(pending)
-        self.metrics.pending.set(len(self._pending))
+        self._send(pending, range(len(outcome.records)))
 
     def _send(self, pending: _Pending, indexes: Any) -> None:
+        send, topic = self._producer.send, self.settings.topic
         for i in indexes:
             record: Record = pending.outcome.records[i]
             try:
-                future = self._producer.send(self.settings.topic(record.topic), key=record.key,
-                                             value=record.value)
-                future.add_both(self._wake)
-                pending.futures[i] = future
+                future = send(topic(record.topic), key=record.key, value=record.value)
             except Exception as exc:  # buffer full / no metadata: retried by _settle
                 log.warning("Kafka send failed: %s", exc)
-                pending.futures[i] = None
+                self._confirmed(pending, i, exc)
+                continue
+            pending.futures[i] = future
+            future.add_both(self._confirmed, pending, i)
+
+    def _confirmed(self, pending: _Pending, index: int, result: Any) -> None:
+        """A send future's callback (the producer's I/O thread): count the record down; the
+        message's last record wakes the worker, which acks in order."""
+        with self._confirm_lock:  # the worker too calls this when send() itself fails
+            if isinstance(result, BaseException):
+                pending.failed.append(index)
+            pending.remaining -= 1
+            last = pending.remaining <= 0
+        if last:
+            self._wake()
 
     def _settle(self) -> None:
         """Ack, in arrival order, every message whose records Kafka has confirmed."""
-        while self._pending:
-            head = self._pending[0]
-            if not head.done():
-                return
-            failed = head.failed_indexes()
-            if failed:
-                if self._stopping.is_set():
-                    return  # leave it un-acked: the broker redelivers it next time
-                head.attempts += 1
-                self.metrics.kafka_retries.inc(len(failed))
-                delay = min(0.5 * 2 ** (head.attempts - 1), self.config.retry_max_s)
-                log.warning("%d Kafka record(s) of MQTT message %d failed; retry %d in %.1fs",
-                            len(failed), head.mid, head.attempts, delay)
-                self._stopping.wait(delay)
-                self._send(head, failed)
-                return
-            self._ack(head)
-            self._pending.popleft()
-        self.metrics.pending.set(0)
+        acked: list[_Pending] = []
+        try:
+            while self._pending:
+                head = self._pending[0]
+                if not head.done():
+                    return
+                if head.failed:
+                    if self._stopping.is_set():
+                        return  # leave it un-acked: the broker redelivers it next time
+                    failed, head.failed = sorted(head.failed), []
+                    head.attempts += 1
+                    self.metrics.kafka_retries.inc(len(failed))
+                    delay = min(0.5 * 2 ** (head.attempts - 1), self.config.retry_max_s)
+                    log.warning("%d Kafka record(s) of MQTT message %d failed; retry %d in "
+                                "%.1fs", len(failed), head.mid, head.attempts, delay)
+                    self._stopping.wait(delay)
+                    head.remaining = len(failed)
+                    self._send(head, failed)
+                    return
+                self._ack(head)
+                acked.append(head)
+                self._pending.popleft()
+        finally:
+            self._count(acked)
+            self.metrics.pending.set(len(self._pending))
 
     def _ack(self, pending: _Pending) -> None:
         assert self._client is not None
         if pending.qos > 0:
             self._client.ack(pending.mid, pending.qos)
-        outcome = pending.outcome
-        self.metrics.acked.inc()
-        if outcome.readings:
-            self.metrics.produced.inc(outcome.readings)
-        for reason in outcome.dead_letter_reasons:
-            self.metrics.dead_lettered.labels(reason=reason).inc()
-        if outcome.ignored:
-            self.metrics.ignored.labels(reason=outcome.ignored).inc()
+
+    def _count(self, acked: list[_Pending]) -> None:
+        """Metrics of a batch of acked messages, one increment per counter."""
+        if not acked:
+            return
+        readings = 0
+        for pending in acked:
+            outcome = pending.outcome
+            readings += outcome.readings
+            for reason in outcome.dead_letter_reasons:
+                self.metrics.dead_lettered.labels(reason=reason).inc()
+            if outcome.ignored:
+                self.metrics.ignored.labels(reason=outcome.ignored).inc()
+        if readings:
+            self.metrics.produced.inc(readings)
+        self.metrics.acked.inc(len(acked))
 
     def _drain(self) -> None:
         """On stop: wait (bounded) for Kafka to confirm what was sent, acking as it does."""

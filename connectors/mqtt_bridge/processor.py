@@ -13,8 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -34,7 +33,6 @@ SOURCE = "mqtt-bridge"
 #: so one oversized message can neither stall the decoders nor exceed Kafka's record limit
 MAX_PAYLOAD_BYTES = 1 << 20
 KEPT_BYTES = 64 << 10
-_FIELD_ORDER = tuple(f.name for f in fields(Reading))
 
 
 @dataclass(frozen=True)
@@ -58,25 +56,28 @@ class Outcome:
 class Processor:
     """Decodes with the decoder table and resolves devices in the (live) registry."""
 
-    def __init__(self, registry: Callable[[], Registry], ctx: DecodeContext | None = None,
+    def __init__(self, registry: Registry, ctx: DecodeContext | None = None,
                  topic_root: str = "") -> None:
-        self._registry = registry
+        #: read on every message; the registry follower replaces its dicts (copy-on-write)
+        self.registry = registry
         self.ctx = ctx or DecodeContext()
         self.topic_root = topic_root.strip("/")
-        self._maps_for: int | None = None
+        self._maps_for: object = None
 
     def refresh_json_maps(self, registry: Registry) -> bool:
         """JSON mappings live in the registry: rebuild them when a new registry arrives.
 
         Returns True when the mappings were rebuilt (the bridge may need new subscriptions).
         """
-        if self._maps_for == id(registry):
+        # the communities dict is replaced on every change (copy-on-write); holding it keeps
+        # its identity from being reused by a later one
+        if self._maps_for is registry.communities:
             return False
         maps, errors = maps_from_devices(registry.devices())
         for error in errors:
             log.error("registry: %s", error)
         self.ctx.json_maps = tuple(maps)
-        self._maps_for = id(registry)
+        self._maps_for = registry.communities
         return True
 
     def local_topic(self, topic: str) -> str | None:
@@ -108,7 +109,7 @@ class Processor:
                        {"payload_bytes": len(payload),
                         "payload_sha256": hashlib.sha256(payload).hexdigest()})
             return outcome
-        registry = self._registry()
+        registry = self.registry
         self.refresh_json_maps(registry)
         local = self.local_topic(topic)
         decoder = find_decoder(local, self.ctx) if local is not None else None
@@ -136,7 +137,9 @@ class Processor:
 
     def _route(self, outcome: Outcome, reading: Reading, registry: Registry, topic: str,
                payload: bytes, decoder: str, received_at_ms: int) -> None:
-        data = _as_dict(reading)
+        """Community from the registry, the contract checks, then the record: one dict, one
+        validation (which builds the reading with its community), one encode."""
+        data = reading.to_dict()
         device = registry.device(reading.device_id)
         if device is not None:
             data["community_id"] = device.community_id
@@ -149,12 +152,10 @@ class Processor:
             return
         if device is None:
             self._dead(outcome, "unknown_device",
-                       f"device {valid.device_id!r} is not in the registry", topic, payload,
-                       decoder, received_at_ms,
-                       {"device_id": valid.device_id, "reading": _as_dict(valid)})
+                       f"device {reading.device_id!r} is not in the registry", topic, payload,
+                       decoder, received_at_ms, {"device_id": reading.device_id, "reading": data})
             return
-        outcome.records.append(Record(READINGS, device.community_id,
-                                      orjson.dumps(_as_dict(valid))))
+        outcome.records.append(Record(READINGS, device.community_id, valid.to_json()))
         outcome.readings += 1
 
     def _dead(self, outcome: Outcome, reason: str, detail: str, topic: str, payload: bytes,
@@ -166,13 +167,6 @@ class Processor:
                              extra={"topic": topic, **(extra or {})})
         outcome.records.append(Record(DEADLETTER, SOURCE, encode_dead_letter(record)))
         outcome.dead_letter_reasons.append(reason)
-
-
-def _as_dict(reading: Reading) -> dict[str, Any]:
-    """``Reading.to_dict()`` without ``dataclasses.asdict`` (its deep copies dominated the
-    bridge's profile): the same keys, in the same order, only those with a value."""
-    values = ((name, getattr(reading, name)) for name in _FIELD_ORDER)
-    return {name: value for name, value in values if value is not None}
 
 
 def _safe_dict(data: dict[str, Any]) -> dict[str, Any]:

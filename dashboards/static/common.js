@@ -35,6 +35,13 @@ const STRINGS = {
     now: "Ahora", kwhUnit: "kWh", chartEmpty: "Sin datos todavía",
     colAssigned: "Asignada", colConsumption: "Consumo", colSelf: "Autoconsumo",
     colImport: "Red", communityConsumption: "Consumo", selfConsumedTotal: "Autoconsumida",
+    deadLetters: "Fuentes sin identificar",
+    deadLettersHelp: "Mensajes que llegan y no se pueden usar: dalos de alta en el registro "
+      + "(dispositivo desconocido) o configura su decodificador.",
+    dlOrigin: "Origen", dlReason: "Motivo", dlCount: "Veces", dlLastSeen: "Última vez",
+    dlSample: "Muestra", noDeadLetters: "Ninguna fuente pendiente",
+    reason_no_decoder: "sin decodificador", reason_unknown_device: "dispositivo desconocido",
+    reason_decode_error: "error al decodificar",
   },
   en: {
     appName: "IoE Communities",
@@ -65,6 +72,13 @@ const STRINGS = {
     now: "Now", kwhUnit: "kWh", chartEmpty: "No data yet",
     colAssigned: "Assigned", colConsumption: "Consumption", colSelf: "Self-consumption",
     colImport: "Grid", communityConsumption: "Consumption", selfConsumedTotal: "Self-consumed",
+    deadLetters: "Unidentified sources",
+    deadLettersHelp: "Messages that arrive and cannot be used: add them to the registry "
+      + "(unknown device) or configure their decoder.",
+    dlOrigin: "Origin", dlReason: "Reason", dlCount: "Count", dlLastSeen: "Last seen",
+    dlSample: "Sample", noDeadLetters: "No pending sources",
+    reason_no_decoder: "no decoder", reason_unknown_device: "unknown device",
+    reason_decode_error: "decode error",
   },
 };
 

@@ -4,11 +4,15 @@ import {
   LiveClient, api, applyI18n, fmtAge, fmtBeta, fmtDateTime, fmtEnergy, fmtPct, fmtPower,
   getToken, onLangChange, recall, remember, renderState, setupLangToggle, t,
 } from "./common.js";
+import {
+  ALARM, ALARM_STATE, CHANNEL_KIND, COMMUNITY, LIVE, LIVE_ALARM, MEMBER, PLANT, TYPE,
+  channel as channelOf,
+} from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
 const state = {
   cid: null, overview: null, members: new Map(), community: null, alarms: new Map(),
-  devices: [], conn: "connecting",
+  devices: [], deadLetters: [], conn: "connecting",
 };
 
 function cell(text, attrs = {}) {
@@ -24,15 +28,16 @@ function renderMembers() {
     const live = state.members.get(m.id);
     const tr = document.createElement("tr");
     tr.dataset.member = m.id;
-    if (live?.stale) tr.classList.add("stale");
+    if (live?.[MEMBER.stale]) tr.classList.add("stale");
     tr.append(
       Object.assign(document.createElement("th"), { scope: "row", textContent: m.name }),
-      cell(fmtBeta(live?.coefficient ?? m.coefficient), { "data-field": "coefficient" }),
-      cell(fmtPower(live?.assigned_w), { "data-field": "assigned" }),
-      cell(fmtPower(live?.consumption_w), { "data-field": "consumption" }),
-      cell(fmtPower(live?.self_consumption_w), { "data-field": "self" }),
-      cell(fmtPower(live?.import_w), { "data-field": "import" }),
-      cell(fmtAge(live?.ts_ms), { "data-field": "age", class: "age" }),
+      // m is the REST overview's member (its coefficient now), live the LiveMember message
+      cell(fmtBeta(live?.[MEMBER.coefficient] ?? m.coefficient), { "data-field": "coefficient" }),
+      cell(fmtPower(live?.[MEMBER.assignedW]), { "data-field": "assigned" }),
+      cell(fmtPower(live?.[MEMBER.consumptionW]), { "data-field": "consumption" }),
+      cell(fmtPower(live?.[MEMBER.selfConsumptionW]), { "data-field": "self" }),
+      cell(fmtPower(live?.[MEMBER.importW]), { "data-field": "import" }),
+      cell(fmtAge(live?.[MEMBER.tsMs]), { "data-field": "age", class: "age" }),
     );
     return tr;
   });
@@ -42,26 +47,28 @@ function renderMembers() {
 function renderCommunity() {
   const c = state.community;
   if (c) {
-    $("community-generation").textContent = fmtPower(c.generation_w);
-    $("community-consumption").textContent = fmtPower(c.consumption_w);
-    $("community-self").textContent = fmtPower(c.self_consumption_w);
-    $("community-import").textContent = fmtPower(c.import_w);
-    $("community-surplus").textContent = fmtPower(c.surplus_w);
-    $("community-selfratio").textContent =
-      c.generation_w > 0 ? fmtPct(c.self_consumption_w / c.generation_w) : "—";
-    $("community-coverage").textContent =
-      c.consumption_w > 0 ? fmtPct(c.self_consumption_w / c.consumption_w) : "—";
-    $("community-reporting").textContent = `${c.members_reporting} / ${c.members_total}`;
-    $("live-age").textContent = t("updated", { age: fmtAge(c.ts_ms) });
+    const generation = c[COMMUNITY.generationW];
+    const consumption = c[COMMUNITY.consumptionW];
+    const self = c[COMMUNITY.selfConsumptionW];
+    $("community-generation").textContent = fmtPower(generation);
+    $("community-consumption").textContent = fmtPower(consumption);
+    $("community-self").textContent = fmtPower(self);
+    $("community-import").textContent = fmtPower(c[COMMUNITY.importW]);
+    $("community-surplus").textContent = fmtPower(c[COMMUNITY.surplusW]);
+    $("community-selfratio").textContent = generation > 0 ? fmtPct(self / generation) : "—";
+    $("community-coverage").textContent = consumption > 0 ? fmtPct(self / consumption) : "—";
+    $("community-reporting").textContent =
+      `${c[COMMUNITY.membersReporting]} / ${c[COMMUNITY.membersTotal]}`;
+    $("live-age").textContent = t("updated", { age: fmtAge(c[COMMUNITY.tsMs]) });
   }
   const plants = state.overview?.plants || [];
   $("plants-table").tBodies[0].replaceChildren(...plants.map((p) => {
-    const live = c?.plants?.[p.id];
+    const live = c?.[COMMUNITY.plants]?.[p.id];
     const tr = document.createElement("tr");
     tr.dataset.plant = p.id;
     tr.append(Object.assign(document.createElement("th"), { scope: "row", textContent: p.name }),
-      cell(fmtPower(live?.power_w), { "data-field": "power" }),
-      cell(fmtAge(live?.ts_ms), { class: "age" }));
+      cell(fmtPower(live?.[PLANT.powerW]), { "data-field": "power" }),
+      cell(fmtAge(live?.[PLANT.tsMs]), { class: "age" }));
     return tr;
   }));
 }
@@ -82,7 +89,8 @@ function renderOverview() {
 
 function renderAlarms() {
   const list = $("alarms-list");
-  const open = [...state.alarms.values()].sort((a, b) => b.opened_at_ms - a.opened_at_ms);
+  const open = [...state.alarms.values()]
+    .sort((a, b) => b[ALARM.openedAtMs] - a[ALARM.openedAtMs]);
   if (!open.length) {
     list.replaceChildren(Object.assign(document.createElement("li"),
       { className: "none", textContent: t("noAlarms") }));
@@ -90,11 +98,11 @@ function renderAlarms() {
   }
   list.replaceChildren(...open.map((a) => {
     const li = document.createElement("li");
-    li.className = `sev-${a.severity}`;
-    li.dataset.alarm = a.alarm_id;
-    const who = a.member_id ? ` · ${memberName(a.member_id)}` : "";
-    li.textContent = `${t(a.severity)} · ${a.kind} · ${a.device_id}${who} · ` +
-      `${t("since")} ${fmtDateTime(a.opened_at_ms)}`;
+    li.className = `sev-${a[ALARM.severity]}`;
+    li.dataset.alarm = a[ALARM.alarmId];
+    const who = a[ALARM.memberId] ? ` · ${memberName(a[ALARM.memberId])}` : "";
+    li.textContent = `${t(a[ALARM.severity])} · ${a[ALARM.kind]} · ${a[ALARM.deviceId]}${who} · ` +
+      `${t("since")} ${fmtDateTime(a[ALARM.openedAtMs])}`;
     return li;
   }));
 }
@@ -117,20 +125,48 @@ function renderDevices() {
   }));
 }
 
+// sources the MQTT bridge dead-lettered (REST /deadletters: origin, reason, count, last seen,
+// a truncated sample payload), so the operator can onboard them
+function renderDeadLetters() {
+  const body = $("deadletters-table").tBodies[0];
+  if (!state.deadLetters.length) {
+    const tr = document.createElement("tr");
+    tr.className = "none";
+    tr.append(cell(t("noDeadLetters"), { colspan: 5 }));
+    body.replaceChildren(tr);
+    return;
+  }
+  body.replaceChildren(...state.deadLetters.map((d) => {
+    const tr = document.createElement("tr");
+    tr.dataset.origin = d.origin;
+    tr.dataset.reason = d.reason;
+    const sample = cell(d.sample, { class: "sample" });
+    sample.title = d.detail || "";
+    tr.append(Object.assign(document.createElement("th"), { scope: "row", textContent: d.origin }),
+      cell(t(`reason_${d.reason}`), { "data-field": "reason" }),
+      cell(String(d.count), { "data-field": "count" }),
+      cell(fmtDateTime(d.last_seen_ms), { "data-field": "last-seen" }),
+      sample);
+    return tr;
+  }));
+}
+
 async function refresh(token) {
   const cid = state.cid;
-  const [overview, devices, alarms] = await Promise.allSettled([
+  const [overview, devices, alarms, deadLetters] = await Promise.allSettled([
     api(`/api/communities/${cid}/overview`, token),
     api(`/api/communities/${cid}/devices`, token),
     api(`/api/communities/${cid}/alarms`, token),
+    api(`/api/communities/${cid}/deadletters`, token),
   ]);
+  if (deadLetters.status === "fulfilled") state.deadLetters = deadLetters.value.sources;
   if (overview.status === "fulfilled") {
     state.overview = overview.value;
     remember(`overview.${cid}`, state.overview);
   }
   if (devices.status === "fulfilled") state.devices = devices.value.devices;
   if (alarms.status === "fulfilled") {
-    for (const a of alarms.value.open) state.alarms.set(a.alarm_id, a);
+    for (const a of alarms.value.open) state.alarms.set(a[ALARM.alarmId], a);
   }
   renderAll();
 }
@@ -141,21 +177,23 @@ function renderAll() {
   renderCommunity();
   renderAlarms();
   renderDevices();
+  renderDeadLetters();
 }
 
 function onMessage(channel, message) {
-  if (message.type === "member") {
-    state.members.set(message.member_id, message);
+  const type = message[LIVE.type];
+  if (type === TYPE.member) {
+    state.members.set(message[MEMBER.memberId], message);
     remember(channel, message);
     renderMembers();
-  } else if (message.type === "community") {
+  } else if (type === TYPE.community) {
     state.community = message;
     remember(channel, message);
     renderCommunity();
-  } else if (message.type === "alarm" && channel.startsWith("operators:")) {
-    const alarm = message.alarm;
-    if (alarm.state === "open") state.alarms.set(alarm.alarm_id, alarm);
-    else state.alarms.delete(alarm.alarm_id);
+  } else if (type === TYPE.alarm && channelOf.kind(channel) === CHANNEL_KIND.operators) {
+    const alarm = message[LIVE_ALARM.alarm];
+    if (alarm[ALARM.state] === ALARM_STATE.open) state.alarms.set(alarm[ALARM.alarmId], alarm);
+    else state.alarms.delete(alarm[ALARM.alarmId]);
     renderAlarms();
   }
 }
@@ -183,14 +221,14 @@ async function main() {
   }
   state.overview = recall(`overview.${state.cid}`);
   for (const m of state.overview?.members || []) {
-    const cached = recall(`member:${state.cid}:${m.id}`);
+    const cached = recall(channelOf.member(state.cid, m.id));
     if (cached) state.members.set(m.id, cached);
   }
-  state.community = recall(`community:${state.cid}`);
+  state.community = recall(channelOf.community(state.cid));
   renderAll();
   await refresh(token);
-  const channels = [`community:${state.cid}`, `operators:${state.cid}`,
-    ...(state.overview?.members || []).map((m) => `member:${state.cid}:${m.id}`)];
+  const channels = [channelOf.community(state.cid), channelOf.operators(state.cid),
+    ...(state.overview?.members || []).map((m) => channelOf.member(state.cid, m.id))];
   new LiveClient({
     token, channels, onMessage,
     onState: (s) => { state.conn = s; renderState($("conn-state"), s); },

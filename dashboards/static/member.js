@@ -6,6 +6,7 @@ import {
   fmtPower, getToken, legend, lineChart, onLangChange, recall, remember, renderState,
   setupLangToggle, t, todayIso,
 } from "./common.js";
+import { COMMUNITY, LIVE, MEMBER, TYPE, channel as channelOf } from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
 const tablet = document.body.dataset.layout === "tablet";
@@ -13,22 +14,24 @@ const state = { member: null, community: null, lastTs: null, histories: {}, conn
 
 function showMember(m) {
   state.member = m;
-  state.lastTs = m.ts_ms;
-  $("live-assigned").textContent = fmtPower(m.assigned_w);
-  $("live-consumption").textContent = fmtPower(m.consumption_w);
-  $("live-self").textContent = fmtPower(m.self_consumption_w);
-  $("live-surplus").textContent = fmtPower(m.surplus_w);
-  $("live-import").textContent = fmtPower(m.import_w);
-  $("live-coefficient").textContent = fmtBeta(m.coefficient);
-  $("live-stale").hidden = !m.stale;
-  const share = m.consumption_w ? Math.min(1, (m.self_consumption_w || 0) / m.consumption_w) : 0;
+  state.lastTs = m[MEMBER.tsMs];
+  $("live-assigned").textContent = fmtPower(m[MEMBER.assignedW]);
+  $("live-consumption").textContent = fmtPower(m[MEMBER.consumptionW]);
+  $("live-self").textContent = fmtPower(m[MEMBER.selfConsumptionW]);
+  $("live-surplus").textContent = fmtPower(m[MEMBER.surplusW]);
+  $("live-import").textContent = fmtPower(m[MEMBER.importW]);
+  $("live-coefficient").textContent = fmtBeta(m[MEMBER.coefficient]);
+  $("live-stale").hidden = !m[MEMBER.stale];
+  const consumption = m[MEMBER.consumptionW];
+  const share = consumption
+    ? Math.min(1, (m[MEMBER.selfConsumptionW] || 0) / consumption) : 0;
   $("meter-self").style.width = `${Math.round(share * 100)}%`;
   tick();
 }
 
 function showCommunity(c) {
   state.community = c;
-  $("live-generation").textContent = fmtPower(c.generation_w);
+  $("live-generation").textContent = fmtPower(c[COMMUNITY.generationW]);
 }
 
 function tick() {
@@ -120,18 +123,20 @@ async function main() {
   const mid = me.member_id;
   const detail = me.community_details?.[0];
   $("member-name").textContent = detail?.member?.name ? `· ${detail.member.name}` : "";
-  const memberChannel = `member:${cid}:${mid}`;
+  const memberChannel = channelOf.member(cid, mid);
+  const communityChannel = channelOf.community(cid);
   const cached = recall(memberChannel);
   if (cached) showMember(cached);
-  const cachedCommunity = recall(`community:${cid}`);
+  const cachedCommunity = recall(communityChannel);
   if (cachedCommunity) showCommunity(cachedCommunity);
+  const show = { [TYPE.member]: showMember, [TYPE.community]: showCommunity };
   new LiveClient({
     token,
-    channels: [memberChannel, `community:${cid}`],
+    channels: [memberChannel, communityChannel],
     onState: (s) => { state.conn = s; renderState($("conn-state"), s); },
     onMessage: (channel, message) => {
-      if (message.type === "member") { showMember(message); remember(channel, message); }
-      if (message.type === "community") { showCommunity(message); remember(channel, message); }
+      const render = show[message[LIVE.type]];
+      if (render) { render(message); remember(channel, message); }
     },
   });
   loadHistories(token, cid, mid);

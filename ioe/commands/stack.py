@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ioe import stack
@@ -12,6 +13,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--only", action="append", choices=[s.name for s in stack.SERVERS],
                         help="act on one server only (repeatable)")
+    parser.add_argument("--brokers", type=int, choices=(1, 3), default=1,
+                        help="with 'up': Kafka brokers (3 = a KRaft cluster on 9092/9094/9096 "
+                             "with replication 3 and min.insync.replicas 2)")
     parser.add_argument("--no-schema", action="store_true",
                         help="with 'up': do not create topics nor apply migrations")
 
@@ -19,7 +23,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "up":
-            stack.up(only=args.only)
+            only = args.only
+            if args.brokers > 1 and (not only or "kafka" in only):
+                from devtools.kafka_cluster import up_cluster
+
+                # the schema step (and every process started from this shell) uses all brokers
+                os.environ["IOE_KAFKA"] = up_cluster(stack.get_settings(), args.brokers)
+                only = [s.name for s in stack.SERVERS
+                        if s.name != "kafka" and (not args.only or s.name in args.only)]
+            if only is None or only:
+                stack.up(only=only)
             if not args.no_schema and not args.only:
                 from ioe.commands.schema import apply_schema
 
@@ -27,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.action == "down":
             stack.down()
+            from devtools.kafka_cluster import down_cluster
+
+            down_cluster(stack.get_settings())
             return 0
         return 0 if stack.status() else 1
     except stack.StackError as exc:

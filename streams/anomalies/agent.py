@@ -1,8 +1,9 @@
 """The anomaly agent of ``ioe worker``: the engine bound to the Faust worker.
 
-``streams.app`` imports this module at start-up and calls :func:`setup` with its
-``WorkerContext``; we register a reading hook (called by the worker's readings agent for every
-valid reading of a known device, inside the agent's event context) and a wall-clock timer.
+``streams.app`` imports this module and calls :func:`setup` with its typed
+:class:`streams.context.WorkerContext`; we register a batch hook (called by the worker's
+readings agent once per batch with the valid readings of known devices, inside the batch's
+event context) and a wall-clock timer.
 
 Time. Detectors run on *event time*: ticks (offline devices, silent members) are driven by the
 community's newest reading timestamp crossing minute boundaries, so a replay of old data (the
@@ -13,9 +14,10 @@ that have sent nothing for two tick periods.
 
 State. The engine's state of each device (and each community's member/registry alarms) is kept
 in the changelog-backed Faust table ``anomaly_state``: written when an alarm event concerns it
-and at most every ``snapshot_s`` otherwise, restored when a worker first meets the device
-(after a restart or a rebalance). Writes happen in the hook, i.e. in the agent's event
-context, so they land in the partition of the community that owns the device.
+and at most every ``snapshot_s`` otherwise (at most once per device per batch), restored when
+a worker first meets the device (after a restart or a rebalance). Writes happen in the hook,
+i.e. in the batch's event context (one partition per call), so they land in the partition of
+the community that owns the device.
 
 Output. Every alarm event goes to ``ioe.anomalies`` (key = community id) and, as an ``alarm``
 update, to ``ioe.live`` on ``operators:<cid>`` plus ``member:<cid>:<mid>`` when the alarm
@@ -30,17 +32,18 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import Counter
 
+from ioe.messages import Alarm, LiveAlarm
 from ioe.reading import Reading
 from ioe.registry import Community, Device
 from ioe.topics import ANOMALIES, LIVE
 from streams.anomalies.config import AnomalyConfig
 from streams.anomalies.engine import AnomalyEngine
-from streams.anomalies.lifecycle import Alarm
-from streams.anomalies.messages import anomaly_message, live_messages
+from streams.context import Routed, WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +53,9 @@ TICK_MS = 60_000
 MAX_CATCH_UP_TICKS = 30
 
 
-def _dumps(obj: Any) -> bytes:
-    import orjson
-
-    return orjson.dumps(obj)
-
-
 class AnomalyAgent:
-    def __init__(self, ctx: Any, config: AnomalyConfig | None = None, *, tick_s: float = 60.0,
+    def __init__(self, ctx: WorkerContext, config: AnomalyConfig | None = None, *,
+                 tick_s: float = 60.0,
                  snapshot_s: float = 300.0, live_lag_s: float = 900.0,
                  notifiers: list[Any] | None = None) -> None:
         self.ctx = ctx
@@ -79,16 +77,26 @@ class AnomalyAgent:
         self.errors = Counter("ioe_anomaly_errors", "anomaly engine failures",
                               registry=ctx.metrics)
 
-    # -- the reading hook (inside the readings agent's event context) -------------------------
-    async def on_reading(self, reading: Reading, device: Device, community: Community) -> None:
-        try:
-            events = self._process(reading, device, community)
-        except Exception:  # the engine must never stop the worker
-            self.errors.inc()
-            log.exception("anomaly engine failed on a reading of %s", device.id)
-            return
+    # -- the batch hook (inside the readings agent's event context) ---------------------------
+    async def on_batch(self, batch: Sequence[Routed]) -> None:
+        """The engine is pure and synchronous: run it over the whole batch, then publish the
+        batch's alarm events at once and snapshot each touched device once."""
+        events: list[Alarm] = []
+        touched: dict[str, tuple[Device, Community]] = {}
+        for item in batch:
+            try:
+                events += self._process(item.reading, item.device, item.community)
+            except Exception:  # the engine must never stop the worker
+                self.errors.inc()
+                log.exception("anomaly engine failed on a reading of %s", item.device.id)
+                continue
+            touched[item.device.id] = (item.device, item.community)
         await self._publish(events)
-        self._persist(device, community, events)
+        self._persist(touched, events)
+
+    async def on_reading(self, reading: Reading, device: Device, community: Community) -> None:
+        """One reading (a batch of one)."""
+        await self.on_batch([Routed(reading, device, community)])
 
     def _process(self, reading: Reading, device: Device, community: Community) -> list[Alarm]:
         cid = community.id
@@ -166,30 +174,39 @@ class AnomalyAgent:
             cid = alarm.community_id
             log.info("alarm %s %s %s on %s (%s)", alarm.state, alarm.kind, alarm.severity,
                      alarm.device_id, alarm.alarm_id)
-            await self.ctx.publish(ANOMALIES, cid, _dumps(anomaly_message(alarm)))
-            for message in live_messages(alarm):
-                await self.ctx.publish(LIVE, cid, _dumps(message))
+            await self.ctx.publish(ANOMALIES, cid, alarm.encode())
+            for message in LiveAlarm.for_alarm(alarm):
+                await self.ctx.publish(LIVE, cid, message.encode())
             for notifier in self.notifiers:
                 task = asyncio.ensure_future(asyncio.to_thread(notifier.send, alarm.copy()))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
 
-    def _persist(self, device: Device, community: Community, events: list[Alarm]) -> None:
+    def _persist(self, touched: dict[str, tuple[Device, Community]],
+                 events: list[Alarm]) -> None:
+        """Snapshot every device an alarm event concerns, and each device of the batch whose
+        last snapshot is older than ``snapshot_s`` — each key once per batch."""
         now = time.monotonic()
-        touched = {a.device_id for a in events}
-        keys = {d for d in touched if community.device(d) is not None}
-        if now - self._snapshot_at.get(device.id, 0.0) >= self.snapshot_s:
-            keys.add(device.id)
-        for key in keys:
-            self.table[key] = self.engine.device_snapshot(key)
-            self._snapshot_at[key] = now
-        community_key = f"community:{community.id}"
-        if touched - keys or now - self._snapshot_at.get(community_key, 0.0) >= self.snapshot_s:
-            self.table[community_key] = self.engine.community_snapshot(community.id)
-            self._snapshot_at[community_key] = now
+        communities = {c.id: c for _, c in touched.values()}
+        alarmed: dict[str, set[str]] = {}
+        for alarm in events:
+            alarmed.setdefault(alarm.community_id, set()).add(alarm.device_id)
+        for cid, community in communities.items():
+            subjects = alarmed.get(cid, set())
+            keys = {d for d in subjects if community.device(d) is not None}
+            keys |= {d for d, (_, c) in touched.items() if c.id == cid
+                     and now - self._snapshot_at.get(d, 0.0) >= self.snapshot_s}
+            for key in keys:
+                self.table[key] = self.engine.device_snapshot(key)
+                self._snapshot_at[key] = now
+            community_key = f"community:{cid}"
+            if subjects - keys or now - self._snapshot_at.get(community_key, 0.0) \
+                    >= self.snapshot_s:
+                self.table[community_key] = self.engine.community_snapshot(cid)
+                self._snapshot_at[community_key] = now
 
 
-def notifiers_from_env(ctx: Any) -> list[Any]:
+def notifiers_from_env(ctx: WorkerContext) -> list[Any]:
     from streams.anomalies.notify import MqttConfig, MqttNotifier, WebhookConfig, WebhookNotifier
 
     out: list[Any] = []
@@ -204,12 +221,12 @@ def notifiers_from_env(ctx: Any) -> list[Any]:
     return out
 
 
-def setup(ctx: Any) -> AnomalyAgent:
-    """Called by ``streams.app.create_app`` with its ``WorkerContext``."""
+def setup(ctx: WorkerContext) -> AnomalyAgent:
+    """Called by ``streams.app.create_app`` with its context."""
     path = os.environ.get("IOE_ANOMALY_CONFIG")
     config = AnomalyConfig.from_yaml(path) if path else AnomalyConfig()
     agent = AnomalyAgent(ctx, config, notifiers=notifiers_from_env(ctx))
-    ctx.reading_hooks.append(agent.on_reading)
+    ctx.batch_hooks.append(agent.on_batch)
     ctx.app.timer(interval=agent.tick_ms / 1000 / 2)(agent.wall_tick)
     log.info("anomaly detection enabled (%d notifiers)", len(agent.notifiers))
     return agent

@@ -6,18 +6,21 @@ miscalibrated meter, a wrong CT ratio or a meter assigned to the wrong member.
 
 ``MeterHours`` accumulates, per device, the energy of each hour from the cumulative counter
 (falling back to power integration when there is no counter) and how much of the hour the
-readings cover; hours that are not well covered, or during which the device had a data-quality
+readings cover. The energy of each reading pair inside an hour is the one meter-hour function
+of the code base, :mod:`streams.energy.intervals` (the balances use it too); hours that are not well covered, or during which the device had a data-quality
 problem (offline, frozen, counter trouble), are not compared: that problem has its own alarm.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ioe.reading import Reading
 from streams.anomalies.config import DivergenceConfig
 from streams.anomalies.lifecycle import CLEAR, Condition
+from streams.energy.intervals import counter_energy, power_energy
 
 KIND = "divergence"
 HOUR_MS = 3_600_000
@@ -38,15 +41,17 @@ class MeterHours:
         if self.last_ts_ms is not None and ts <= self.last_ts_ms:
             return
         if self.last_ts_ms is not None:
-            energy: float | None = None
+            gap_ok = (ts - self.last_ts_ms) / 1000 <= max_gap_s
             if reading.energy_wh is not None and self.last_energy_wh is not None:
-                delta = reading.energy_wh - self.last_energy_wh
-                energy = delta if delta >= 0 else 0.0  # a reset never makes negative energy
-            elif self.last_power_w is not None:
-                energy = max(self.last_power_w, 0.0) * (ts - self.last_ts_ms) / HOUR_MS
-            if energy is not None:
-                gap_ok = (ts - self.last_ts_ms) / 1000 <= max_gap_s
-                self._spread(self.last_ts_ms, ts, energy, gap_ok)
+                # the counter's increase is measured energy even across a long gap (the
+                # coverage says the hour is not comparable); a reset contributes nothing
+                pair = [(self.last_ts_ms, self.last_energy_wh), (ts, reading.energy_wh)]
+                self._spread(self.last_ts_ms, ts, gap_ok,
+                             lambda lo, hi: counter_energy(pair, lo, hi).wh)
+            elif self.last_power_w is not None and reading.power_w is not None:
+                power = [(self.last_ts_ms, self.last_power_w), (ts, reading.power_w)]
+                self._spread(self.last_ts_ms, ts, gap_ok, lambda lo, hi: power_energy(
+                    power, lo, hi, max_gap_ms=int(max_gap_s * 1000), part="positive").wh)
         self.last_ts_ms = ts
         if reading.energy_wh is not None:
             self.last_energy_wh = reading.energy_wh
@@ -57,15 +62,16 @@ class MeterHours:
             horizon = int(min(self.hours, key=int))
             self.tainted = [h for h in self.tainted if h >= horizon]
 
-    def _spread(self, start: int, end: int, energy: float, covered: bool) -> None:
-        """Split the energy of [start, end) over the hours it spans, in proportion to time."""
-        span = end - start
+    def _spread(self, start: int, end: int, covered: bool,
+                energy: Callable[[int, int], float]) -> None:
+        """Add the energy of the reading pair [start, end) to each hour it spans
+        (``energy(lo, hi)``: the pair's energy inside [lo, hi))."""
         cursor = start
         while cursor < end:
             hour = cursor - cursor % HOUR_MS
             stop = min(end, hour + HOUR_MS)
             slot = self.hours.setdefault(str(hour), [0.0, 0.0])
-            slot[0] += energy * (stop - cursor) / span
+            slot[0] += energy(hour, hour + HOUR_MS)
             if covered:
                 slot[1] += (stop - cursor) / 1000
             cursor = stop

@@ -17,8 +17,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ioe.messages import Alarm
 from ioe.reading import Reading
-from ioe.registry import Community, Device
+from ioe.registry import Community, Device, official_device_id
 from streams.anomalies import (
     counter,
     divergence,
@@ -31,7 +32,7 @@ from streams.anomalies import (
     underperformance,
 )
 from streams.anomalies.config import AnomalyConfig, Hysteresis
-from streams.anomalies.lifecycle import Alarm, AlarmBook, Condition
+from streams.anomalies.lifecycle import AlarmBook, Condition
 from streams.anomalies.limits import CONTRACT_ROLES, power_limit_w, rated_w
 from streams.anomalies.sun import clear_sky_ratio, sun_elevation
 
@@ -75,10 +76,6 @@ class DeviceState:
                    counter=counter.CounterState(**data.get("counter", {})),
                    meter=divergence.MeterHours(**data.get("meter", {})),
                    ratio=data.get("ratio"))
-
-
-def is_batch_device(device: Device) -> bool:
-    return device.protocol.get("type") == "datadis"
 
 
 class AnomalyEngine:
@@ -129,7 +126,7 @@ class AnomalyEngine:
         if device.member_id:
             key = registry_check.member_subject(community.id, device.member_id)
             self.member_seen[key] = max(self.member_seen.get(key, ts), ts)
-        if is_batch_device(device):
+        if device.is_official:
             return events + self._on_official(device, community, reading)
         cfg = self.config
         member_id = device.member_id
@@ -312,7 +309,7 @@ class AnomalyEngine:
         peers: list[float] = []
         others = 0
         for other in community.devices:
-            if other.id == device.id or other.role != "generation" or is_batch_device(other):
+            if other.id == device.id or other.role != "generation" or other.is_official:
                 continue
             others += 1
             other_state = self.devices.get(other.id)
@@ -341,11 +338,11 @@ class AnomalyEngine:
 
     def _member_meter_id(self, community: Community, member_id: str) -> str:
         meters = sorted(d.id for d in community.devices_of_member(member_id)
-                        if d.role in CONTRACT_ROLES and not is_batch_device(d))
+                        if d.role in CONTRACT_ROLES and not d.is_official)
         if meters:
             return meters[0]
         member = community.member(member_id)
-        return f"datadis:{member.cups}" if member else f"member:{community.id}:{member_id}"
+        return official_device_id(member.cups) if member else f"member:{community.id}:{member_id}"
 
     def _on_official(self, device: Device, community: Community,
                      reading: Reading) -> list[Alarm]:
@@ -356,7 +353,7 @@ class AnomalyEngine:
             return []
         hour_start = reading.ts_ms - HOUR_MS
         meters = [d for d in community.devices_of_member(device.member_id)
-                  if d.role in CONTRACT_ROLES and not is_batch_device(d)]
+                  if d.role in CONTRACT_ROLES and not d.is_official]
         if not meters:
             return []
         total, coverage, tainted = 0.0, 1.0, False

@@ -20,45 +20,20 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ioe.messages import Alarm, AlarmState, Severity
 from streams.anomalies.config import Hysteresis
 
-SEVERITIES = ("info", "warning", "critical")
-SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+__all__ = ["Alarm", "AlarmBook", "CLEAR", "Condition", "SEVERITIES", "SEVERITY_RANK", "Track",
+           "alarm_id"]
+
+SEVERITIES = tuple(str(s) for s in Severity)
+SEVERITY_RANK = {str(s): s.rank for s in Severity}
 
 
 def alarm_id(community_id: str, subject: str, kind: str, opened_at_ms: int) -> str:
     """Deterministic: a replay of the same data yields the same ids (idempotent sinks)."""
     raw = f"{community_id}|{subject}|{kind}|{opened_at_ms}".encode()
     return hashlib.sha1(raw).hexdigest()[:20]
-
-
-@dataclass
-class Alarm:
-    """One alarm event; the latest event of an ``alarm_id`` is the alarm's current state."""
-
-    alarm_id: str
-    community_id: str
-    device_id: str
-    member_id: str | None
-    kind: str
-    severity: str
-    state: str  # "open" | "closed"
-    opened_at_ms: int
-    closed_at_ms: int | None
-    evidence: dict[str, Any]
-    updated_at_ms: int
-    version: int = 1
-
-    def to_message(self) -> dict[str, Any]:
-        """The ``ioe.anomalies`` message (docs/internal-conventions.md)."""
-        return {"v": 1, **asdict(self)}
-
-    @classmethod
-    def from_message(cls, data: dict[str, Any]) -> Alarm:
-        return cls(**{k: v for k, v in data.items() if k != "v"})
-
-    def copy(self) -> Alarm:
-        return Alarm(**{**asdict(self), "evidence": dict(self.evidence)})
 
 
 @dataclass(frozen=True)
@@ -132,7 +107,7 @@ class AlarmBook:
                     alarm = Alarm(
                         alarm_id=alarm_id(community_id, subject, kind, now_ms),
                         community_id=community_id, device_id=subject, member_id=member_id,
-                        kind=kind, severity=condition.severity, state="open",
+                        kind=kind, severity=condition.severity, state=AlarmState.OPEN,
                         opened_at_ms=now_ms, closed_at_ms=None, evidence=evidence,
                         updated_at_ms=now_ms, version=1)
                     track.alarm = alarm.to_message()
@@ -155,7 +130,7 @@ class AlarmBook:
                 track.clear_since_ms = now_ms
             clear_s = (now_ms - track.clear_since_ms) / 1000
             if track.clear_n >= hysteresis.close_n and clear_s >= hysteresis.close_s:
-                closed = {**track.alarm, "state": "closed", "closed_at_ms": now_ms,
+                closed = {**track.alarm, "state": str(AlarmState.CLOSED), "closed_at_ms": now_ms,
                           "updated_at_ms": now_ms, "version": track.alarm["version"] + 1}
                 events.append(Alarm.from_message(closed))
                 del self.tracks[key]

@@ -10,6 +10,9 @@ Savings are measured against the same member with no community (all consumption 
 ``p_energy``): ``Σ SC · p_energy + compensation``. Prices are flat per kWh (the registry's
 ``energy_eur_kwh`` and ``surplus_eur_kwh``); the billing month is the local calendar month of the
 hour's start.
+
+This is the one implementation of the rule: the dashboards' history API computes its savings
+with :func:`monthly_summaries` (``dashboards/history.py``).
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class LiveServer:
 
     def deliver(self, messages: list[dict[str, Any]]) -> None:
         """Hand messages to the app exactly as its Kafka consumer does (one batch)."""
-        batch = [("ioe.live", b"k", orjson.dumps(m)) for m in messages]
+        batch = [(b"k", orjson.dumps(m)) for m in messages]
         assert self.loop is not None
         self.loop.call_soon_threadsafe(self.app.state.router.deliver, batch)
 

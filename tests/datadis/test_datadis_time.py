@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from connectors.datadis.files import read_csv
 from connectors.datadis.readings import convert_rows, parse_kwh, quality_of
-from connectors.datadis.timeconv import place_rows
+from ioe.datadis_time import month_bounds_ms, place_rows
 
 MADRID = ZoneInfo("Europe/Madrid")
 
@@ -109,8 +109,6 @@ def test_ide_extra_00_00_row_is_the_previous_24_00_and_not_duplicated():
     assert [iso(r.ts_ms) for r in out.readings][23:] == [
         "2025-01-01T23:00Z", "2025-01-02T00:00Z", "2025-01-02T01:00Z"]
     # at the start of a month query it belongs to the previous month: kept out of the window
-    from connectors.datadis.timeconv import month_bounds_ms
-
     only = convert([dict(extra, date="2025/02/01")] + rows_for("2025/02/01", ["01:00"]),
                    window=month_bounds_ms(2025, 2, MADRID))
     assert [iso(r.ts_ms) for r in only.readings] == ["2025-02-01T00:00Z"] and only.outside == 1
@@ -166,10 +164,27 @@ def test_csv_with_ordinal_hours_and_decimal_commas():
 
 
 def test_place_rows_reports_unplaceable_rows():
-    placed = place_rows([("2025/03/30", "03:00"), ("not a date", "01:00")], MADRID, 3600)
-    # 03:00 does not exist on the March day: refused rather than guessed
-    assert placed[0].end_ms is None and "no such interval" in (placed[0].error or "")
-    assert placed[1].end_ms is None
+    placed = place_rows([("2025/03/30", "02:30"), ("not a date", "01:00"),
+                         ("2025/10/26", "03:00"), ("2025/10/26", "03:00"),
+                         ("2025/10/26", "03:00")], MADRID, 3600)
+    # 02:30 is no hour end (hourly series): refused rather than guessed
+    assert placed[0].end_ms is None and "does not exist" in (placed[0].error or "")
+    assert placed[1].end_ms is None and "YYYY/MM/DD" in (placed[1].error or "")
+    # October has two 03:00 hours, not three
+    assert [iso(p.end_ms) for p in placed[2:4]] == ["2025-10-26T01:00Z", "2025-10-26T02:00Z"]
+    assert placed[4].end_ms is None and "more than 2" in (placed[4].error or "")
+
+
+def test_march_03_00_is_another_name_of_02_00_and_never_a_second_hour():
+    """One rule for the connector and ``ioe settle`` (ioe.datadis_time): some exports label the
+    March hour ending at the jump 03:00 instead of 02:00. It is the same instant (01:00 UTC), so
+    a day giving both yields one reading and a counted duplicate — never two hours at once."""
+    (alone,) = place_rows([("2025/03/30", "03:00")], MADRID, 3600)
+    assert iso(alone.end_ms) == "2025-03-30T01:00Z"
+    out = convert(rows_for("2025/03/30", ["01:00", "02:00", "03:00", "04:00"]))
+    assert [iso(r.ts_ms) for r in out.readings] == [
+        "2025-03-30T00:00Z", "2025-03-30T01:00Z", "2025-03-30T02:00Z"]
+    assert out.readings[1].interval_energy_wh == 200.0 and out.duplicates == 1
 
 
 def test_number_and_quality_tables():

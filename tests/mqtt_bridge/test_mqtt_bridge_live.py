@@ -147,9 +147,9 @@ def test_registry_followed_from_kafka(kafka_settings: Settings, root: str,
     producer.flush()
     producer.close()
     deadline = time.monotonic() + 30
-    while bridge.registry().device("zb_plug_new") is None and time.monotonic() < deadline:
+    while bridge.registry.device("zb_plug_new") is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert bridge.registry().community_of_device("zb_plug_new") == "ce-live"
+    assert bridge.registry.community_of_device("zb_plug_new") == "ce-live"
     # the JSON meter's topic was not subscribed at start: the bridge adds it on its own
     deadline = time.monotonic() + 30
     while f"{root}/acme/new/state" not in bridge.active_filters and (
@@ -183,7 +183,7 @@ def test_fuzzed_messages_through_the_running_bridge(kafka_settings: Settings, ro
 
     registry = make_registry(["shellyem-AA:0", "tasmota_1", "plug1"])
     bridge = bridge_factory(registry=registry)
-    reference = Processor(lambda: registry, DecodeContext(), topic_root=root)
+    reference = Processor(registry, DecodeContext(), topic_root=root)
     filters = bridge._filters()
     publisher = mqtt_client(kafka_settings)
     totals = {"messages": 0, "records": 0}

@@ -1,5 +1,6 @@
-"""The connector (batch placement) and `ioe settle` (row-by-row walk) read Datadis time labels
-with two separate implementations; on every kind of day they must agree instant by instant."""
+"""``ioe.datadis_time`` is the one reader of Datadis time labels: its batch form (the connector's
+``place_rows``) and its row-by-row form (``ioe settle``'s ``walk``) must agree instant by instant
+on both clock-change days and on ordinary ones, with every hour exactly one hour after the last."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connectors.datadis.timeconv import place_rows
-from streams.energy.datadis_time import walk
+from ioe.datadis_time import place_rows, walk
 
 MADRID = "Europe/Madrid"
 

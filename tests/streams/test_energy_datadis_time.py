@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from streams.energy.datadis_time import (
+from ioe.datadis_time import (
     DatadisTimeError,
     DayWalker,
     end_label,

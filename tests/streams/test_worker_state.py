@@ -8,6 +8,7 @@ against numbers worked out by hand.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from hypothesis import given, settings
@@ -50,9 +51,9 @@ def hour_readings() -> list[Reading]:
 
 
 def rows_of(eng: BalanceEngine, interval_s: int, start: int) -> dict[str, tuple]:
-    return {r["member_id"]: (r["generation_wh"], r["consumption_wh"], r["assigned_wh"],
-                             r["self_consumed_wh"], r["surplus_wh"], r["import_wh"],
-                             r["complete"], r["source"])
+    return {r.member_id: (r.generation_wh, r.consumption_wh, r.assigned_wh,
+                             r.self_consumed_wh, r.surplus_wh, r.import_wh,
+                             r.complete, r.source)
             for r in eng.compute(COMMUNITY, interval_s, start)}
 
 
@@ -65,8 +66,8 @@ def test_hand_computed_hour():
     # m02: A = 4500, C = 2000 (power integrated) → SC 2000, S 2500, I 0
     assert rows["m02"] == (6000.0, 2000.0, 4500.0, 2000.0, 2500.0, 0.0, True, "meter")
     messages = eng.emit_due(COMMUNITY)
-    hours = [m for m in messages if m["interval_s"] == 3600 and m["interval_start_ms"] == T0]
-    assert len(hours) == 2 and all(m["version"] > 0 for m in hours)
+    hours = [m for m in messages if m.interval_s == 3600 and m.interval_start_ms == T0]
+    assert len(hours) == 2 and all(m.version > 0 for m in hours)
     assert eng.emit_due(COMMUNITY) == []  # nothing changed, nothing re-emitted
 
 
@@ -79,10 +80,10 @@ def test_datadis_supersedes_and_late_data_reemits():
                        interval_s=3600, interval_energy_wh=800.0)
     assert eng.add(COMMUNITY, COMMUNITY.device(official.device_id), official)
     again = eng.emit_due(COMMUNITY)
-    changed = [m for m in again if m["interval_s"] == 3600]
-    assert [m["member_id"] for m in changed] == ["m01"]  # only the member-hour that changed
-    assert (changed[0]["consumption_wh"], changed[0]["self_consumed_wh"],
-            changed[0]["surplus_wh"], changed[0]["source"]) == (800.0, 800.0, 700.0, "datadis")
+    changed = [m for m in again if m.interval_s == 3600]
+    assert [m.member_id for m in changed] == ["m01"]  # only the member-hour that changed
+    assert (changed[0].consumption_wh, changed[0].self_consumed_wh,
+            changed[0].surplus_wh, changed[0].source) == (800.0, 800.0, 700.0, "datadis")
 
 
 def test_gap_is_incomplete_not_invented():
@@ -113,14 +114,14 @@ def test_live_split_by_hand_and_stale_generation():
     latest = {f"{CID}-inv1": (4000.0, T0), f"{CID}-m01-1": (1500.0, T0),
               f"{CID}-m02-1": (-300.0, T0)}
     update = compute(COMMUNITY, latest, T0 + 1000, staleness_ms=60_000)
-    m1, m2 = update.members["m01"], update.members["m02"]
+    m1, m2 = update.members["m01"].to_dict(), update.members["m02"].to_dict()
     # A1 = 1000 < C1 = 1500 → SC 1000, I 500; m02 exports (C clamped to 0) → S = A2 = 3000
     assert (m1["assigned_w"], m1["self_consumption_w"], m1["import_w"]) == (1000, 1000, 500)
     assert (m2["consumption_w"], m2["surplus_w"], m2["import_w"]) == (0.0, 3000.0, 0.0)
-    assert update.community["self_consumption_w"] == 1000.0
+    assert update.community.to_dict()["self_consumption_w"] == 1000.0
     later = compute(COMMUNITY, latest, T0 + 61_000, staleness_ms=60_000)
-    assert later.community["generation_w"] is None
-    assert later.members["m01"]["stale"] is True
+    assert later.community.generation_w is None
+    assert later.members["m01"].stale is True
 
 
 # -- cost of a backlog: count recalculated intervals, not time ----------------------------------
@@ -149,7 +150,7 @@ def test_new_devices_of_a_backlog_recalculate_each_interval_once():
     assert recalculated[0] == 24 + 6
     assert sum(recalculated[1:]) == 0
     rows = eng.compute(BIG, 900, q - 15 * MIN)
-    assert {(r["consumption_wh"], r["complete"]) for r in rows} == {(0.0, False)}
+    assert {(r.consumption_wh, r.complete) for r in rows} == {(0.0, False)}
 
 
 def test_device_back_after_a_long_silence_recalculates_only_its_own_intervals():
@@ -214,7 +215,7 @@ def test_last_published_row_of_every_interval_equals_a_recomputation(seed):
     for r in readings:
         eng.add(COMMUNITY, COMMUNITY.device(r.device_id), r)
         for m in eng.emit_due(COMMUNITY):
-            published[(m["interval_s"], m["interval_start_ms"], m["member_id"])] = m
+            published[(m.interval_s, m.interval_start_ms, m.member_id)] = m
     last = max(r.ts_ms for r in readings)
     first = min(r.ts_ms for r in readings)
     for interval_s in (900, 3600):
@@ -223,9 +224,9 @@ def test_last_published_row_of_every_interval_equals_a_recomputation(seed):
             if start + step > last:
                 continue
             for row in eng.compute(COMMUNITY, interval_s, start):
-                got = published.get((interval_s, start, row["member_id"]))
+                got = published.get((interval_s, start, row.member_id))
                 assert got is not None, (interval_s, start)
-                assert {k: got[k] for k in row} == row, (interval_s, start)
+                assert replace(got, computed_at_ms=0, version=0) == row, (interval_s, start)
 
 
 def test_a_new_registry_version_is_not_taken_as_already_computed():
@@ -240,6 +241,6 @@ def test_a_new_registry_version_is_not_taken_as_already_computed():
     first = Reading(device_id=f"{CID}-m01-1", ts_ms=T0 + 75 * MIN, source="t", energy_wh=10.0)
     eng.add(renewed, renewed.device(first.device_id), first)
     hour = [m for m in eng.emit_due(renewed)
-            if m["interval_s"] == 3600 and m["interval_start_ms"] == T0]
-    assert sorted((m["member_id"], m["coefficient"]) for m in hour) == [("m01", 0.5),
+            if m.interval_s == 3600 and m.interval_start_ms == T0]
+    assert sorted((m.member_id, m.coefficient) for m in hour) == [("m01", 0.5),
                                                                       ("m02", 0.5)]
