@@ -9,7 +9,7 @@ the baseline is the price of idempotency:
 * ``final`` — the shipped views' way: FINAL over the whole table;
 * ``argmax`` — ``argMax(x, version)`` per natural key, then the monthly sums;
 * ``final_per_month`` — FINAL, but as a UNION ALL of one branch per partition (parallel streams);
-* ``compacted`` — warehouse.settlement: closed months OPTIMIZE'd FINAL (timed separately as
+* ``compacted`` — warehouse.settlement (split=True): closed months OPTIMIZE'd FINAL (timed separately as
   maintenance) and scanned without FINAL, the open month with FINAL (replay-safe: a closed month
   touched again is read with FINAL until re-compacted).
 
@@ -80,9 +80,11 @@ def measure(engine: Engine, label: str, quick: bool) -> list[dict[str, Any]]:
     params = {"community": "bench"}
     times: dict[str, float] = {}
     results: dict[str, Any] = {}
+    def query(sql: str) -> Callable[[], list[tuple[Any, ...]]]:
+        return lambda: engine.execute(sql.replace("{db}", DB), params)
+
     for name, sql in VARIANTS.items():
-        times[name], results[name] = _timed(
-            lambda sql=sql: engine.execute(sql.replace("{db}", DB), params), repeat)
+        times[name], results[name] = _timed(query(sql), repeat)
     clean_none: list[int] = []
     partitions = sorted({int(r[0]) for r in engine.execute(
         f"SELECT DISTINCT toYYYYMM(interval_start) FROM {DB}.balances")})
@@ -93,7 +95,7 @@ def measure(engine: Engine, label: str, quick: bool) -> list[dict[str, Any]]:
     compact_closed_months(engine, DB, before_yyyymm=partitions[-1])
     optimize_s = time.perf_counter() - t
     times["compacted"], results["compacted"] = _timed(
-        lambda: settlement(engine, DB, "bench"), repeat)
+        lambda: settlement(engine, DB, "bench", split=True), repeat)
     expected_rows = members * len({r[1] for r in results["final"]})
     assert len(results["final"]) == expected_rows
     assert not _same(results["plain"], results["final"]), "replayed rows were not counted twice"
@@ -105,6 +107,11 @@ def measure(engine: Engine, label: str, quick: bool) -> list[dict[str, Any]]:
                 "baseline": times["plain"] * 1000, "unit": "ms",
                 "baseline_name": "same aggregation without FINAL (wrong under replay)"}
                for name in ("final", "argmax", "final_per_month", "compacted")]
+    times["auto"], results["auto"] = _timed(lambda: settlement(engine, DB, "bench"), repeat)
+    assert _same(results["auto"], results["final"])
+    figures.append({"name": f"{label}: settlement() as shipped (split below 23.8, else FINAL)",
+                    "value": times["auto"] * 1000, "baseline": times["plain"] * 1000,
+                    "unit": "ms"})
     figures.append({"name": f"{label}: OPTIMIZE FINAL of the closed months (maintenance)",
                     "value": optimize_s * 1000, "baseline": None, "unit": "ms"})
     figures.append({"name": f"{label}: load of the year of balances",

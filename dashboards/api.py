@@ -205,10 +205,8 @@ class Api:
         member = None if principal.role == "operator" else principal.member_id
         rows = await run_in_threadpool(self.ctx.store.alarms, cid, since, member)
         return json_response({"community_id": cid,
-                              "open": [a.to_message() for a in rows
-                                       if a.state == AlarmState.OPEN],
-                              "recent": [a.to_message() for a in rows
-                                         if a.state != AlarmState.OPEN]})
+                              "open": [a for a in rows if a["state"] == AlarmState.OPEN],
+                              "recent": [a for a in rows if a["state"] != AlarmState.OPEN]})
 
     async def deadletters(self, request: Request, principal: tokens.Principal) -> Response:
         """Sources waiting to be onboarded (unknown or undecodable), for operators."""

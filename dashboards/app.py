@@ -128,9 +128,16 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
                 "last_message_age_s": None if router.last_message_at is None
                 else round(time.time() - router.last_message_at, 1)}
         ok = consumer is None or consumer.error is None
+        dead = consumers[1] if len(consumers) > 1 else None
         return json_response({"status": "ok" if ok else "degraded", "live": live,
                               "clients": len(hub.sessions),
-                              "communities": sorted(registry.communities)},
+                              "communities": sorted(registry.communities),
+                              "registry": {"loaded": bool(follower and follower.caught_up.is_set()),
+                                           "errors": follower.errors if follower else 0},
+                              "deadletters": {
+                                  "consuming": bool(dead and dead.ready.is_set()),
+                                  "error": dead.error if dead else None,
+                                  "sources": len(deadletters.sources)}},
                              200 if ok else 503)
 
     async def prometheus(request: Request) -> Response:

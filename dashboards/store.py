@@ -1,7 +1,7 @@
 """ClickHouse queries of the dashboards (blocking; the app runs them in a thread pool).
 
 Column lists come from the message definitions (``ioe.messages.BALANCE_COLUMNS``,
-``ALARM_COLUMNS``), and alarms come back as :class:`ioe.messages.Alarm`. Every query reads
+``ALARM_COLUMNS``), and alarms come back as :class:`ioe.messages.Alarm` messages. Every query reads
 with ``FINAL`` (the sink tables are ReplacingMergeTree(version): a replayed or
 re-versioned row must count once) and compares times as epoch seconds (``toDateTime(n)``),
 so the server's own timezone never shifts a bound. A client per call: clickhouse-driver
@@ -125,8 +125,10 @@ class Store:
         return {str(r[0]): (int(r[1]), None if r[2] is None else float(r[2])) for r in rows}
 
     def alarms(self, community_id: str, since: int, member_id: str | None = None,
-               limit: int = 200) -> list[Alarm]:
-        """Open alarms and those opened since ``since`` (epoch s), newest first."""
+               limit: int = 200) -> list[dict[str, Any]]:
+        """Open alarms and those opened since ``since`` (epoch s), newest first, as their
+        ``ioe.anomalies`` messages (``Alarm.to_message()``: the same object the websocket
+        carries in its alarm updates)."""
         member_filter = "AND member_id = %(m)s " if member_id is not None else ""
         rows = self._query(
             f"SELECT {_select(ALARM_COLUMNS)} "
@@ -134,7 +136,7 @@ class Store:
             "AND (state = 'open' OR opened_at >= toDateTime(%(a)s)) "
             "ORDER BY opened_at DESC LIMIT %(n)s",
             {"c": community_id, "m": member_id or "", "a": int(since), "n": int(limit)})
-        return [Alarm(**_fields(ALARM_COLUMNS, r)) for r in rows]
+        return [Alarm(**_fields(ALARM_COLUMNS, r)).to_message() for r in rows]
 
 
 def _evidence(raw: str) -> dict[str, Any]:

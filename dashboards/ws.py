@@ -277,14 +277,18 @@ class Connection:
         if not isinstance(name, str) or not name:
             self.session.send_control(self.refuse("bad_request", "a channel name is needed"))
             return
-        if op == "unsubscribe":
-            self.ctx.hub.unsubscribe(self.session, name)
-            self.session.send_control(control_frame("unsubscribed", channel=name))
-            return
         try:
             channel = Channel.parse(name)
         except MessageError:
-            self.session.send_control(self.refuse("forbidden", tokens.UNKNOWN_CHANNEL, name))
+            if op == "unsubscribe":  # nothing can be subscribed under a name that is not one
+                self.session.send_control(control_frame("unsubscribed", channel=name))
+            else:
+                self.session.send_control(self.refuse("forbidden", tokens.UNKNOWN_CHANNEL,
+                                                      name))
+            return
+        if op == "unsubscribe":
+            self.ctx.hub.unsubscribe(self.session, str(channel))
+            self.session.send_control(control_frame("unsubscribed", channel=name))
             return
         refusal = tokens.channel_refusal(self.principal, channel)
         if refusal is not None:

@@ -19,7 +19,8 @@ formatters read the arguments themselves (uvicorn's access formatter unpacks
 ``(client, method, path, version, status)``). Tracebacks (``exc_info``) are left as they are:
 their line breaks are the formatter's, not a client's.
 
-``ioe.cli.main`` calls :func:`install` after setting up logging; ``ioe web`` gives uvicorn the
+``ioe.cli.main`` calls :func:`install` after setting up logging (root handlers, and a record
+factory for handlers that frameworks install later); ``ioe web`` gives uvicorn's handlers the
 same filter through :func:`uvicorn_log_config`.
 """
 
@@ -30,6 +31,7 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 REDACTED = "[REDACTED]"
 
@@ -39,8 +41,10 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 _KEYS = r"(?:access_token|token|password|passwd|secret|api_key|apikey)"
-#: key=value in query strings and free text (the value ends at &, space, quote, ; or ,)
-_QUERY = re.compile(rf"(?i)(\b{_KEYS}=)[^&\s\"';,]+")
+#: key=value in query strings and free text (the value ends at &, space, quote, ; or ,); the
+#: key may be percent-encoded (``tok%65n=`` is ``token=`` to the server that decodes it)
+_QUERY = re.compile(r"([\w%.\-]+)((?:=|%3[dD])[^&\s\"';,]+)")
+_SECRET_KEY = re.compile(rf"(?i)(?:.*[^a-z0-9_])?{_KEYS}")
 #: "key": "value" in JSON text
 _JSON = re.compile(rf"(?i)(\"{_KEYS}\"\s*:\s*\")(?:[^\"\\]|\\.)*\"")
 #: Authorization: <scheme> <credentials> (headers, reprs of header lists)
@@ -56,9 +60,17 @@ def _escape_char(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def _redact_pair(match: re.Match[str]) -> str:
+    key, rest = match.group(1), match.group(2)
+    if not _SECRET_KEY.fullmatch(unquote(key)):
+        return match.group(0)
+    separator = "=" if rest.startswith("=") else rest[:3]
+    return f"{key}{separator}{REDACTED}"
+
+
 def redact(text: str) -> str:
     """``text`` with credential values replaced by ``[REDACTED]``."""
-    text = _QUERY.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _QUERY.sub(_redact_pair, text)
     text = _JSON.sub(lambda m: m.group(1) + REDACTED + '"', text)
     return _AUTH.sub(lambda m: m.group(1) + REDACTED, text)
 
@@ -95,8 +107,32 @@ class SafeLogFilter(logging.Filter):
         return True
 
 
+_factory_installed = False
+
+
+def _install_record_factory(safe: SafeLogFilter) -> None:
+    """Make every new record safe when it is created, whatever handlers exist later.
+
+    Frameworks replace the root handlers after ``main()`` set them up (Faust's worker runs
+    ``dictConfig`` with its own handler), which would drop a handler filter; a record factory
+    survives that. Cleaning twice changes nothing (escapes and ``[REDACTED]`` are stable)."""
+    global _factory_installed
+    if _factory_installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        safe.filter(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _factory_installed = True
+
+
 def install(logger: logging.Logger | None = None) -> SafeLogFilter:
-    """Put one :class:`SafeLogFilter` on every handler of ``logger`` (default: the root).
+    """Put one :class:`SafeLogFilter` on every handler of ``logger`` (default: the root, and
+    then on every record created in the process, see :func:`_install_record_factory`).
 
     A filter on a *handler* sees the records of every logger that reaches it; a filter on a
     logger would miss the records propagated from its children."""
@@ -107,6 +143,8 @@ def install(logger: logging.Logger | None = None) -> SafeLogFilter:
     for handler in target.handlers:
         if not any(isinstance(f, SafeLogFilter) for f in handler.filters):
             handler.addFilter(safe)
+    if logger is None:
+        _install_record_factory(safe)
     return safe
 
 

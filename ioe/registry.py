@@ -464,11 +464,3 @@ def _parse_schedule(raw: dict[str, Any], check: _Checker, base_dir: Path,
         raise RegistryError(f"{exc} (coefficients at {check.source}:{_line(raw)})") from None
     raise check.fail(raw, f"{what}coefficients need a 'file' or a 'static' table")
 
-
-def registry_from_messages(values: Iterable[bytes | None]) -> Registry:
-    """Rebuild a registry from the values of ``ioe.registry`` (None = tombstone)."""
-    registry = Registry()
-    for value in values:
-        if value:
-            registry.put(Community.from_json(value))
-    return registry

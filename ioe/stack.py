@@ -453,9 +453,13 @@ def up(settings: Settings | None = None, only: list[str] | None = None,
         out(f"{server.name:<11} started          {_where(server, settings)}")
 
 
-def down(settings: Settings | None = None, out: Callable[[str], None] = print) -> None:
+def down(settings: Settings | None = None, out: Callable[[str], None] = print,
+         only: list[str] | None = None) -> None:
+    """Stop the servers ``up`` started (``only``: just those named), never the others."""
     settings = settings or get_settings()
     for server in reversed(SERVERS):
+        if only and server.name not in only:
+            continue
         pid_file = _pid_file(settings.local_dir, server)
         if not pid_file.exists():
             out(f"{server.name:<11} not started by ioe (left alone)")

@@ -18,9 +18,10 @@ from ioe.messages import GeneratorPower, LiveCommunity, LiveMember, PlantPower
 from ioe.registry import Community, Device, Role
 from streams.records import rnd
 from streams.shares import coefficients, member_split
+from streams.state import Latest
 
-#: latest power per device: device_id -> (power_w, ts_ms)
-Latest = Mapping[str, tuple[float, int]]
+#: latest power per device: device_id -> Latest (or a plain (power_w, ts_ms) pair)
+LatestMap = Mapping[str, "Latest | tuple[float, int]"]
 
 
 @dataclass(frozen=True)
@@ -29,17 +30,20 @@ class LiveUpdate:
     community: LiveCommunity
 
 
-def _fresh(latest: Latest, device_id: str, now_ms: int, staleness_ms: int
+def _fresh(latest: LatestMap, device_id: str, now_ms: int, staleness_ms: int
            ) -> tuple[float | None, int | None, bool]:
     """(power, ts, stale) of one device; stale when never seen or silent too long."""
     value = latest.get(device_id)
     if value is None:
         return None, None, True
-    power, ts = float(value[0]), int(value[1])
+    if isinstance(value, Latest):
+        power, ts = value.power_w, value.ts_ms
+    else:  # (power, ts): the tests' plain tuples, and the release before's table values
+        power, ts = float(value[0]), int(value[1])
     return power, ts, now_ms - ts > staleness_ms
 
 
-def _sum_fresh(devices: list[Device], latest: Latest, now_ms: int, staleness_ms: int,
+def _sum_fresh(devices: list[Device], latest: LatestMap, now_ms: int, staleness_ms: int,
                clamp: bool) -> float | None:
     """Sum of the devices' power, or None when any of them is unknown (or there are none)."""
     if not devices:
@@ -86,7 +90,7 @@ def _index(community: Community) -> _Index:
     return cached[1]
 
 
-def compute(community: Community, latest: Latest, now_ms: int, staleness_ms: int) -> LiveUpdate:
+def compute(community: Community, latest: LatestMap, now_ms: int, staleness_ms: int) -> LiveUpdate:
     """The member and community messages for ``community`` at event time ``now_ms``."""
     cid = community.id
     index = _index(community)

@@ -134,7 +134,11 @@ def encode(value: Any) -> bytes:
 
 def decode(raw: bytes) -> Any:
     """Changelog bytes as the table value; see the module docstring for the formats."""
-    data = orjson.loads(raw)
+    return upgrade(orjson.loads(raw))
+
+
+def upgrade(data: Any) -> Any:
+    """A decoded JSON value as the table value (typed where it is a typed value)."""
     if isinstance(data, list) and len(data) >= 2 and isinstance(data[1], str) \
             and isinstance(data[0], int) and not isinstance(data[0], bool):
         if data[0] != STATE_VERSION:

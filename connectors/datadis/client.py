@@ -8,7 +8,10 @@ Rules (issue 5), and why:
 - A 429 is never retried. 5xx, HTML error pages, unreadable bodies and timeouts get at most
   one immediate retry; then the failure is recorded and a later run asks again.
 - v2 endpoints wrap results (``{"timeCurve": […], "distributorError": […]}``), v1 return bare
-  arrays; a non-empty ``distributorError`` inside a 200 is an error.
+  arrays; a non-empty ``distributorError`` inside a 200 is an error — except for
+  ``get-supplies-v2``, which asks *every* distributor: the supplies of those that answered are
+  used, each distributor's error (typically code 2, "no puede facilitar información a ese
+  NIF", from the distributors that hold no supply of the NIF) is logged and counted.
 - ``Accept: application/json`` and ``Accept-Encoding: identity`` (compressed answers from some
   distributors' proxies have been seen truncated).
 """
@@ -38,10 +41,12 @@ CONNECT_TIMEOUT_S = 15.0
 #: endpoint names per API version, and the key holding the list in v2 answers
 ENDPOINTS = {
     "supplies": {1: ("get-supplies", None), 2: ("get-supplies-v2", "supplies")},
-    "contract": {1: ("get-contract-detail", None), 2: ("get-contract-detail-v2", "contract")},
     "consumption": {1: ("get-consumption-data", None),
                     2: ("get-consumption-data-v2", "timeCurve")},
 }
+
+#: endpoints asked of every distributor at once: one distributor's error is not a failure
+PARTIAL_OK = frozenset({"supplies"})
 
 #: failure kinds worth one immediate retry (transient on the Datadis side)
 RETRYABLE = frozenset({"server", "timeout", "bad_response", "network"})
@@ -63,6 +68,8 @@ class Answer:
     items: list[dict[str, Any]]
     asked_at: float  # when the query was sent (the cached answer's time on a cache hit)
     cached: bool
+    #: ``distributorError`` entries of a partial answer (the items are still good)
+    distributor_errors: tuple[dict[str, Any], ...] = ()
 
 
 def query_key(endpoint: str, params: Mapping[str, Any]) -> str:
@@ -71,26 +78,35 @@ def query_key(endpoint: str, params: Mapping[str, Any]) -> str:
                                              if v is not None))
 
 
-def unwrap(body: Any, list_key: str | None) -> list[dict[str, Any]]:
-    """The items of a v1 (bare array) or v2 (wrapped) answer; distributorError → error."""
+def describe_distributor_error(error: Any) -> str:
+    if not isinstance(error, dict):
+        return str(error)
+    who = error.get("distributorName") or error.get("distributorCode") or "?"
+    return f"{who}: {error.get('errorCode', '')} {error.get('errorDescription', '')}".strip()
+
+
+def unwrap(body: Any, list_key: str | None, *, partial_ok: bool = False,
+           ) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The items of a v1 (bare array) or v2 (wrapped) answer, and the ``distributorError``
+    entries tolerated with ``partial_ok`` when some items came back; otherwise an error."""
     if isinstance(body, list):
-        return [x for x in body if isinstance(x, dict)]
+        return [x for x in body if isinstance(x, dict)], []
     if not isinstance(body, dict):
         raise DatadisError("bad_response", f"unexpected JSON {type(body).__name__}")
     errors = body.get("distributorError") or []
-    if errors:
-        described = "; ".join(
-            f"{e.get('distributorName') or e.get('distributorCode') or '?'}: "
-            f"{e.get('errorCode', '')} {e.get('errorDescription', '')}".strip()
-            if isinstance(e, dict) else str(e) for e in errors)
-        raise DatadisError("distributor_error", described)
+    if not isinstance(errors, list):
+        errors = [errors]
     if list_key is None:  # a v1 endpoint that answered wrapped: take the first list
-        found = next((v for v in body.values() if isinstance(v, list)), [])
+        found = next((v for v in body.values() if isinstance(v, list) and v is not errors), [])
     else:
         found = body.get(list_key) or []
-        if isinstance(found, dict):  # contract-detail-v2 may wrap a single object
+        if isinstance(found, dict):  # a v2 endpoint may wrap a single object
             found = [found]
-    return [x for x in found if isinstance(x, dict)]
+    items = [x for x in found if isinstance(x, dict)]
+    if errors and not (partial_ok and items):
+        raise DatadisError("distributor_error",
+                           "; ".join(describe_distributor_error(e) for e in errors))
+    return items, errors
 
 
 class DatadisClient:
@@ -147,11 +163,6 @@ class DatadisClient:
     def supplies(self, *, authorized_nif: str | None = None) -> Answer:
         return self._query("supplies", {"authorizedNif": authorized_nif})
 
-    def contract_detail(self, cups: str, distributor_code: str, *,
-                        authorized_nif: str | None = None) -> Answer:
-        return self._query("contract", {"cups": cups, "distributorCode": distributor_code,
-                                        "authorizedNif": authorized_nif})
-
     def consumption(self, cups: str, distributor_code: str, start: tuple[int, int],
                     end: tuple[int, int], *, measurement_type: int = 0,
                     point_type: int | str | None = None,
@@ -166,6 +177,7 @@ class DatadisClient:
     # -- the ledgered call --------------------------------------------------------------
     def _query(self, name: str, params: dict[str, Any]) -> Answer:
         endpoint, list_key = ENDPOINTS[name][self.api_version]
+        partial_ok = name in PARTIAL_OK
         params = {k: v for k, v in params.items() if v is not None}
         key = query_key(endpoint, params)
         previous = self.ledger.fresh(key)
@@ -173,8 +185,10 @@ class DatadisClient:
             if previous.status == "ok" and previous.body is not None:
                 self.metrics.cache_hits.inc()
                 log.debug("cache hit for %s", key)
-                return Answer(unwrap(json.loads(previous.body), list_key), previous.asked_at,
-                              cached=True)
+                items, errors = unwrap(json.loads(previous.body), list_key,
+                                       partial_ok=partial_ok)
+                return Answer(items, previous.asked_at, cached=True,
+                              distributor_errors=tuple(errors))
             self.metrics.deferred.inc()
             raise DatadisError("deferred", f"{key} was asked less than 24 h ago "
                                            f"({previous.status}: {previous.error}); "
@@ -186,7 +200,7 @@ class DatadisClient:
         for attempt in (1, 2):
             try:
                 body = self._get(endpoint, params)
-                items = unwrap(body, list_key)
+                items, errors = unwrap(body, list_key, partial_ok=partial_ok)
             except DatadisError as exc:
                 self.metrics.requests.labels(endpoint, exc.kind).inc()
                 if exc.kind in RETRYABLE and attempt == 1:
@@ -197,9 +211,14 @@ class DatadisClient:
                 log.error("Datadis %s failed: %s (recorded; not asked again for 24 h)",
                           key, exc)
                 raise
-            self.metrics.requests.labels(endpoint, "ok").inc()
+            self.metrics.requests.labels(endpoint, "partial" if errors else "ok").inc()
+            for error in errors:  # logged and counted once, when the answer arrives
+                code = error.get("distributorCode") if isinstance(error, dict) else None
+                self.metrics.distributor_errors.labels(endpoint, str(code or "?")).inc()
+                log.warning("Datadis %s: distributor error, using the other distributors' "
+                            "answer: %s", endpoint, describe_distributor_error(error))
             self.ledger.succeed(key, json.dumps(body, separators=(",", ":")))
-            return Answer(items, asked_at, cached=False)
+            return Answer(items, asked_at, cached=False, distributor_errors=tuple(errors))
         raise AssertionError("unreachable")
 
     def _get(self, endpoint: str, params: Mapping[str, Any]) -> Any:

@@ -5,17 +5,23 @@
 - ``backfill --year YYYY [--cups …]``: the yearly history, month by month with a progress bar;
   resumable (published months are skipped, queries already asked are answered from the ledger).
 - ``fetch … --print``: one CUPS, readings as JSON lines (debugging, export to other tools).
-- ``import PATH``: Datadis CSV/JSON downloads sent by members by hand.
+- ``import PATH [--force]``: Datadis CSV/JSON downloads sent by members by hand; files already
+  imported (same content, by SHA-256, whatever their name) are skipped with a message.
 
-Exit codes: 0 all went well, 1 some months failed (recorded; a later run asks again),
-2 bad usage or configuration.
+Long jobs (backfill, import) show a progress bar on a terminal and plain progress lines in logs.
+
+Exit codes: 0 all went well, 1 some months failed (recorded; a later run asks again) — and for
+``fetch``, a month not asked because of the 24 h rule after a recent failure —, 2 bad usage or
+configuration.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,6 +42,7 @@ from connectors.datadis.connector import (
     DatadisConnector,
     KafkaSink,
     PrintSink,
+    Progress,
     RunReport,
     Sink,
     Target,
@@ -111,6 +118,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--print", action="store_true", help="print readings instead of publishing")
     imp.add_argument("--timezone", default="Europe/Madrid",
                      help="time zone of CUPS that are not in the registry")
+    imp.add_argument("--force", action="store_true",
+                     help="import files again even if their content was imported before")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -284,6 +293,10 @@ def _fetch(args: argparse.Namespace, config: DatadisConfig, settings: Settings) 
         sink.close()
         ledger.close()
     _summary(report)
+    if report.months_deferred:
+        log.error("%d month(s) not fetched now (see above for why and when to retry)",
+                  report.months_deferred)
+        return 1
     return 0 if report.ok else 1
 
 
@@ -306,32 +319,61 @@ def _import(args: argparse.Namespace, config: DatadisConfig, settings: Settings)
         log.error("no .csv or .json files under %s", args.path)
         return USAGE_ERROR
     sink: Sink = PrintSink() if args.print else KafkaSink(settings)
+    ledger = Ledger(config.state_dir)
     metrics = DatadisMetrics()
-    failures = 0
-    readings_total = 0
+    failures = skipped = readings_total = 0
+    progress = Progress(len(files), "datadis import", "file")
     try:
         for path in files:
-            try:
-                rows = read_file(path)
-            except (ImportFormatError, ValueError, OSError) as exc:
-                failures += 1
-                log.error("%s: not a Datadis download: %s", path.name, exc)
-                _file_dead_letter(sink, metrics, "decode_error", f"{path.name}: {exc}", {})
-                continue
-            for cups, cups_rows in group_by_cups(rows):
-                try:
-                    count, bad = _import_cups(sink, metrics, registry, cups, cups_rows,
-                                              args.timezone, path.name)
-                except Exception as exc:  # Kafka refused: report, keep going, re-import later
-                    log.error("%s: %s not published: %s", path.name, cups, exc)
-                    count, bad = 0, 1
-                readings_total += count
-                failures += bad
+            count, bad, skip = _import_file(sink, ledger, metrics, registry, path, args)
+            readings_total += count
+            failures += bad
+            skipped += skip
+            progress.update()
     finally:
+        progress.close()
         sink.close()
-    log.info("datadis import: %d files, %d readings, %d problems", len(files), readings_total,
-             failures)
+        ledger.close()
+    log.info("datadis import: %d files (%d skipped: already imported), %d readings, "
+             "%d problems", len(files), skipped, readings_total, failures)
     return 0 if failures == 0 else 1
+
+
+def _import_file(sink: Sink, ledger: Ledger, metrics: DatadisMetrics, registry: Registry | None,
+                 path: Path, args: argparse.Namespace) -> tuple[int, int, int]:
+    """(readings, problems, skipped) of one file. A file is remembered by content hash only
+    when it was *published* without problems: printing publishes nothing, and a file with
+    problems (unknown CUPS, Kafka down) must stay importable once they are fixed."""
+    try:
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        before = ledger.imported(sha256)
+        if before is not None and not args.force:
+            when = datetime.fromtimestamp(before.imported_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            if not args.print:
+                log.info("%s: skipped — the same content was imported at %s (as %s, %d "
+                         "readings); use --force to import it again", path.name, when,
+                         before.name, before.readings)
+                return 0, 0, 1
+            log.info("%s: the same content was imported at %s (as %s); printing anyway",
+                     path.name, when, before.name)
+        rows = read_file(path)
+    except (ImportFormatError, ValueError, OSError) as exc:
+        log.error("%s: not a Datadis download: %s", path.name, exc)
+        _file_dead_letter(sink, metrics, "decode_error", f"{path.name}: {exc}", {})
+        return 0, 1, 0
+    readings = problems = 0
+    for cups, cups_rows in group_by_cups(rows):
+        try:
+            count, bad = _import_cups(sink, metrics, registry, cups, cups_rows, args.timezone,
+                                      path.name)
+        except Exception as exc:  # Kafka refused: report, keep going, re-import later
+            log.error("%s: %s not published: %s", path.name, cups, exc)
+            count, bad = 0, 1
+        readings += count
+        problems += bad
+    if problems == 0 and not args.print:
+        ledger.remember_import(sha256, path.name, readings)
+    return readings, problems, 0
 
 
 def _import_cups(sink: Sink, metrics: DatadisMetrics, registry: Registry | None, cups: str,

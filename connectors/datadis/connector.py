@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from connectors.datadis.client import Answer, DatadisClient, DatadisError
+from connectors.datadis.client import ENDPOINTS, Answer, DatadisClient, DatadisError, query_key
 from connectors.datadis.config import SupplyConfig
-from connectors.datadis.ledger import Ledger
+from connectors.datadis.ledger import DAY_S, Ledger
 from connectors.datadis.metrics import DatadisMetrics
 from connectors.datadis.readings import INTERVAL_S, Converted, Rejected, convert_rows
 from connectors.datadis.redact import get_logger
@@ -72,7 +72,12 @@ class KafkaSink:
 
 
 class PrintSink:
-    """JSON lines on stdout (``fetch --print``); dead letters as JSON lines on stderr."""
+    """JSON lines on stdout (``fetch --print``); dead letters as JSON lines on stderr.
+
+    ``replay_unchanged``: a month already fetched (and unchanged) is printed again from the
+    stored answer — someone asking to *see* a month wants its rows, not silence."""
+
+    replay_unchanged = True
 
     def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.out = out or sys.stdout
@@ -88,6 +93,42 @@ class PrintSink:
 
     def close(self) -> None:
         self.out.flush()
+
+
+# -- progress -------------------------------------------------------------------------------
+def utc_text(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class Progress:
+    """A tqdm bar when stderr is a terminal; otherwise plain log lines (at most one every
+    ``every_s``, and the last one), because a bar's carriage returns make logs unreadable."""
+
+    def __init__(self, total: int, desc: str, unit: str, *, every_s: float = 10.0,
+                 stream: TextIO | None = None) -> None:
+        self.total, self.desc, self.unit, self.every_s = total, desc, unit, every_s
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self._last = time.monotonic()
+        self._bar: Any = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self._last >= self.every_s or self.done >= self.total:
+            self._last = now
+            log.info("%s: %d/%d %ss done", self.desc, self.done, self.total, self.unit)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 # -- what to fetch -------------------------------------------------------------------------
@@ -254,11 +295,7 @@ class DatadisConnector:
     def run(self, plan: Sequence[tuple[Resolved, Sequence[tuple[int, int]]]],
             desc: str = "datadis") -> RunReport:
         steps = [(r, ym) for r, months in plan for ym in months]
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(steps), desc=desc, unit="month", file=sys.stderr)
+        bar = Progress(len(steps), desc, "month") if self.progress else None
         try:
             for resolved, ym in steps:
                 if self.max_queries is not None and self.report.queries >= self.max_queries:
@@ -287,6 +324,8 @@ class DatadisConnector:
                 measurement_type=self.measurement_type, point_type=resolved.point_type,
                 authorized_nif=resolved.authorized_nif)
         except DatadisError as exc:
+            if exc.kind == "deferred":
+                self._explain_deferred(resolved, ym)
             return self._month_failed(target, month, exc)
         if not answer.cached:
             self.report.queries += 1
@@ -294,6 +333,8 @@ class DatadisConnector:
         if answer.cached and done is not None and done.query_at == answer.asked_at:
             self.report.months_unchanged += 1
             self.metrics.months.labels("unchanged").inc()
+            if getattr(self.sink, "replay_unchanged", False):
+                self._replay_unchanged(answer, target, month, tz, ym)
             return "unchanged"
         converted = self.convert(answer, target, month_bounds_ms(*ym, tz))
         self._reject(converted.rejected, target)
@@ -326,11 +367,50 @@ class DatadisConnector:
                  converted.duplicates, len(converted.rejected))
         return "published"
 
+    def _replay_unchanged(self, answer: Answer, target: Target, month: str, tz: ZoneInfo,
+                          ym: tuple[int, int]) -> None:
+        """The stored answer's readings again (not re-sent to Datadis: the 24 h rule)."""
+        converted = self.convert(answer, target, month_bounds_ms(*ym, tz))
+        if converted.readings:
+            self.sink.publish(target.community_id or target.device_id, converted.readings)
+        log.info("%s %s: unchanged — already fetched at %s; the %d stored readings are shown "
+                 "again (Datadis is asked again after %s)", target.cups, month,
+                 utc_text(answer.asked_at), len(converted.readings),
+                 utc_text(answer.asked_at + DAY_S))
+
     def convert(self, answer: Answer, target: Target, window: tuple[int, int]) -> Converted:
         return convert_rows(answer.items, device_id=target.device_id,
                             community_id=target.community_id, tz=ZoneInfo(target.timezone),
                             interval_s=self.interval_s, window_ms=window,
                             now_ms=int(self.clock() * 1000))
+
+    def consumption_key(self, resolved: Resolved, ym: tuple[int, int]) -> str:
+        """The ledger key of the month's query — the same parameters ``client.consumption``
+        sends (Datadis compares the full parameter set)."""
+        endpoint = ENDPOINTS["consumption"][self.client.api_version][0]
+        params = {"cups": resolved.datadis_cups, "distributorCode": resolved.distributor_code,
+                  "startDate": f"{ym[0]:04d}/{ym[1]:02d}", "endDate": f"{ym[0]:04d}/{ym[1]:02d}",
+                  "measurementType": self.measurement_type, "pointType": resolved.point_type,
+                  "authorizedNif": resolved.authorized_nif}
+        return query_key(endpoint, {k: v for k, v in params.items() if v is not None})
+
+    def _explain_deferred(self, resolved: Resolved, ym: tuple[int, int]) -> None:
+        """Why a month was not asked, and from when it will be: the operator must not have to
+        read the ledger to know whether to wait or to look at an error."""
+        record = self.ledger.query(self.consumption_key(resolved, ym))
+        month = ym_text(ym)
+        if record is None:
+            log.warning("%s %s: not asked (asked less than 24 h ago)", resolved.target.cups,
+                        month)
+            return
+        why = {"failed": f"the same query failed at {utc_text(record.asked_at)} "
+                         f"({record.error})",
+               "pending": f"the same query was sent at {utc_text(record.asked_at)} and its "
+                          "answer never arrived (interrupted)"}.get(
+            record.status, f"the same query was asked at {utc_text(record.asked_at)}")
+        log.warning("%s %s: not asked — %s; Datadis counts every call, failed ones too, for "
+                    "its 24 h rule, so it will be retried by a run after %s",
+                    resolved.target.cups, month, why, utc_text(record.asked_at + DAY_S))
 
     def _month_failed(self, target: Target, month: str, exc: DatadisError) -> str:
         if exc.kind == "deferred":

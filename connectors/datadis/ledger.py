@@ -7,6 +7,10 @@ query asked less than 24 h ago is answered from here or deferred to a later run,
 
 Checkpoints record which (CUPS, measurement type, month) were published, and are written only
 after Kafka acknowledged every reading of that month.
+
+Imports record the files ``ioe datadis import`` published, by SHA-256 of their content (a member
+sends the same download twice, renamed, or a folder is imported again): the same content is
+skipped unless ``--force``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ CREATE TABLE IF NOT EXISTS months (
     published_at REAL NOT NULL,
     PRIMARY KEY (cups, measurement_type, month)
 );
+CREATE TABLE IF NOT EXISTS imports (
+    sha256 TEXT PRIMARY KEY,
+    name TEXT NOT NULL,            -- file name when it was imported
+    readings INTEGER NOT NULL,
+    imported_at REAL NOT NULL
+);
 """
 
 
@@ -61,6 +71,14 @@ class MonthCheckpoint:
     last_ts_ms: int | None
     query_at: float
     published_at: float
+
+
+@dataclass(frozen=True)
+class ImportRecord:
+    sha256: str
+    name: str
+    readings: int
+    imported_at: float
 
 
 class Ledger:
@@ -150,3 +168,19 @@ class Ledger:
                 "coalesce(excluded.last_ts_ms, 0)), query_at=excluded.query_at, "
                 "published_at=excluded.published_at",
                 (cups, measurement_type, month, rows, last_ts_ms, query_at, self.clock()))
+
+    # -- imported files -----------------------------------------------------------------
+    def imported(self, sha256: str) -> ImportRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT sha256, name, readings, imported_at FROM imports "
+                                   "WHERE sha256=?", (sha256,)).fetchone()
+        return ImportRecord(*row) if row else None
+
+    def remember_import(self, sha256: str, name: str, readings: int) -> None:
+        """Record a file published without problems (call after Kafka acknowledged it)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO imports(sha256, name, readings, imported_at) VALUES(?,?,?,?) "
+                "ON CONFLICT(sha256) DO UPDATE SET name=excluded.name, "
+                "readings=excluded.readings, imported_at=excluded.imported_at",
+                (sha256, name, readings, self.clock()))

@@ -11,6 +11,10 @@ class DatadisMetrics:
         r = self.registry
         self.requests = Counter("ioe_datadis_requests", "HTTP calls to Datadis",
                                 ["endpoint", "outcome"], registry=r)
+        self.distributor_errors = Counter(
+            "ioe_datadis_distributor_errors",
+            "distributorError entries of answers used anyway (get-supplies)",
+            ["endpoint", "distributor"], registry=r)
         self.logins = Counter("ioe_datadis_logins", "logins (token requests)", registry=r)
         self.cache_hits = Counter("ioe_datadis_cache_hits",
                                   "queries answered from the 24 h ledger", registry=r)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from ioe.datadis_time import place_rows
 from ioe.reading import Reading, ReadingError
+from ioe.registry import official_device_id
 
 SOURCE = "datadis"
 
@@ -78,6 +79,10 @@ def convert_rows(
     keeps only its month, so the previous day's hour repeated by i-DE as ``00:00`` is not
     published twice from two different queries.
     """
+    if not device_id or device_id == official_device_id(""):
+        # a reading without a supply id is never published: every row is refused instead
+        return Converted([], [Rejected("invalid_reading", "no CUPS: the reading would have no "
+                                       "supply point", row) for row in rows])
     labels = [(str(r.get("date", "")), _time_of(r)) for r in rows]
     placed = place_rows(labels, tz, interval_s)
     out = Converted([], [])

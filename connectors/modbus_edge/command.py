@@ -22,6 +22,8 @@ from connectors.modbus_edge.maps import MapError, load_map
 log = logging.getLogger(__name__)
 
 MODBUS_ERROR = 2
+#: the device answered, but nothing it gave is a contract value (wrong map, all sentinels)
+NO_READING = 3
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     imp = sub.add_parser("import-ini", help="convert an eco_modbus_tcp INI to an edge config")
     imp.add_argument("ini", help="the old config.ini")
     imp.add_argument("--queue", default="modbus-edge.sqlite", help="queue path in the output")
+    imp.add_argument("--field", action="append", default=[], metavar="POINT=FIELD[:UNIT]",
+                     help="contract field of a point the import cannot guess (repeatable), "
+                          "e.g. --field fr_ener_h=energy_wh:kWh")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +64,10 @@ def _read(args: argparse.Namespace) -> int:
         register_map = load_map(args.map)
     except MapError as exc:
         print(f"modbus-edge read: {exc}", file=sys.stderr)
+        return 1
+    if not register_map.discovery and not any(p.field for p in register_map.points):
+        print(f"modbus-edge read: map {args.map!r} has no point with a contract field: it "
+              "would read and publish nothing (give its points a 'field')", file=sys.stderr)
         return 1
     settings: dict[str, Any] = {k: v for k, v in register_map.defaults.items()
                                 if k in ("unit", "delay_after_connect_s", "max_registers")}
@@ -88,6 +97,10 @@ def _read(args: argparse.Namespace) -> int:
             for reading in result.readings:
                 sys.stdout.write(reading.to_json().decode() + "\n")
             sys.stdout.flush()
+            if not result.readings:
+                print("modbus-edge read: the device answered but no point gave a contract "
+                      f"value (values: {result.values})", file=sys.stderr)
+                return NO_READING
     finally:
         link.close()
     return 0
@@ -118,13 +131,24 @@ def _run_agent(args: argparse.Namespace) -> int:
 
 
 def _import_ini(args: argparse.Namespace) -> int:
-    from connectors.modbus_edge.ini_import import IniImportError, import_ini_file
+    from connectors.modbus_edge.ini_import import (
+        IniImportError,
+        import_ini_file,
+        parse_field_option,
+    )
 
+    unmapped: list[str] = []
     try:
-        document = import_ini_file(args.ini)
+        fields = {}
+        for option in args.field:
+            name, field, unit = parse_field_option(option)
+            fields[name] = (field, unit)
+        document = import_ini_file(args.ini, fields=fields, unmapped=unmapped)
     except (IniImportError, OSError) as exc:
         print(f"modbus-edge import-ini: {exc}", file=sys.stderr)
         return 1
+    for note in unmapped:
+        print(f"modbus-edge import-ini: {note}", file=sys.stderr)
     document = {"edge": {"queue_path": args.queue}, **document}
     sys.stdout.write(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
     return 0

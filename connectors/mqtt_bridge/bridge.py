@@ -199,8 +199,10 @@ class Bridge:
 
     # -- MQTT callbacks (paho network thread) ----------------------------------------------
     def _filters(self) -> list[str]:
-        maps = self.processor.ctx.json_maps
-        filters = list(dict.fromkeys([*self.config.subscriptions, *(m.topic for m in maps)]))
+        ctx = self.processor.ctx
+        filters = list(dict.fromkeys([*self.config.subscriptions,
+                                      *(m.topic for m in ctx.json_maps),
+                                      *(r.filter for r in ctx.routes)]))
         root = self.config.topic_root.strip("/")
         return [f"{root}/{f}" if root else f for f in filters]
 
@@ -374,6 +376,8 @@ class Bridge:
                 self.metrics.dead_lettered.labels(reason=reason).inc()
             if outcome.ignored:
                 self.metrics.ignored.labels(reason=outcome.ignored).inc()
+            if outcome.suppressed_reason:
+                self.metrics.suppressed.labels(reason=outcome.suppressed_reason).inc()
         if readings:
             self.metrics.produced.inc(readings)
         self.metrics.acked.inc(len(acked))

@@ -25,6 +25,7 @@ from ioe.settings import get_settings
 from .bridge import DEFAULT_CLIENT_ID, Bridge, BridgeConfig
 from .decoders import DEFAULT_SUBSCRIPTIONS, DecodeContext, DecodeError, find_decoder
 from .decoders.json_map import maps_from_devices
+from .decoders.routes import routes_from_devices
 
 log = logging.getLogger("connectors.mqtt_bridge")
 
@@ -98,19 +99,23 @@ def decode_command(args: argparse.Namespace, zone: ZoneInfo) -> int:
         print(f"--received-at {args.received_at!r} is not ISO 8601", file=sys.stderr)
         return DECODE_FAILED
     ctx = DecodeContext(timezone=zone)
-    if args.registry is not None:  # only for the JSON mappings it configures
+    if args.registry is not None:  # only for the JSON mappings and routes it configures
         try:
             registry = _registry(args.registry, required=True)
         except RegistryError as exc:
             print(str(exc), file=sys.stderr)
             return DECODE_FAILED
-        ctx.json_maps = tuple(maps_from_devices(registry.devices())[0]) if registry else ()
-    decoder = find_decoder(args.topic, ctx)
-    if decoder is None:
+        if registry:
+            ctx.json_maps = tuple(maps_from_devices(registry.devices())[0])
+            ctx.routes = tuple(routes_from_devices(registry.devices())[0])
+    payload = args.payload.encode()
+    found = find_decoder(args.topic, ctx, payload)
+    if found is None:
         print(f"no_decoder: no decoder recognises topic {args.topic!r}", file=sys.stderr)
         return DECODE_FAILED
+    decoder, topic = found
     try:
-        decoded = decoder.decode(args.topic, args.payload.encode(), received, ctx)
+        decoded = decoder.decode(topic, payload, received, ctx)
         readings = [r.validated() for r in decoded.readings]
     except DecodeError as exc:
         print(f"{exc.reason} ({decoder.name}): {exc.detail}", file=sys.stderr)

@@ -15,6 +15,10 @@ class BridgeMetrics:
         self.dead_lettered = Counter("ioe_mqtt_bridge_dead_lettered",
                                      "records sent to the dead-letter topic, by reason",
                                      ["reason"], registry=self.registry)
+        self.suppressed = Counter("ioe_mqtt_bridge_dead_letters_suppressed",
+                                  "repeated dead letters of one origin only counted (rate "
+                                  "limit; the next sample says how many)", ["reason"],
+                                  registry=self.registry)
         self.ignored = Counter("ioe_mqtt_bridge_ignored",
                                "messages without a reading on purpose (availability, retained…)",
                                ["reason"], registry=self.registry)

@@ -13,10 +13,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from ioe.deadletter import dead_letter, encode_dead_letter
 from ioe.reading import Reading, ReadingError
@@ -25,6 +24,7 @@ from ioe.topics import DEADLETTER, READINGS
 
 from .decoders import DecodeContext, DecodeError, find_decoder
 from .decoders.json_map import maps_from_devices
+from .decoders.routes import routes_from_devices
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,13 @@ SOURCE = "mqtt-bridge"
 #: so one oversized message can neither stall the decoders nor exceed Kafka's record limit
 MAX_PAYLOAD_BYTES = 1 << 20
 KEPT_BYTES = 64 << 10
+#: the dead letter that repeats with every message of a misconfigured device (a topic inside a
+#: subscribed family that no decoder understands): one sample per origin (topic) and window,
+#: the others only counted (``suppressed`` on the next sample). A decode error is not limited:
+#: each bad payload of a known topic is kept for replay.
+RATE_LIMITED_REASONS = frozenset({"no_decoder"})
+RATE_WINDOW_MS = 60_000
+MAX_TRACKED_ORIGINS = 10_000
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,8 @@ class Outcome:
     dead_letter_reasons: list[str] = field(default_factory=list)
     ignored: str | None = None
     decoder: str | None = None
+    #: the dead-letter reason of a message only counted (``ignored`` = "rate_limited")
+    suppressed_reason: str | None = None
 
 
 class Processor:
@@ -63,20 +72,26 @@ class Processor:
         self.ctx = ctx or DecodeContext()
         self.topic_root = topic_root.strip("/")
         self._maps_for: object = None
+        #: origin -> [window start, dead letters suppressed since the last sample]
+        self._sampled: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
+        self.suppressed = 0
 
     def refresh_json_maps(self, registry: Registry) -> bool:
-        """JSON mappings live in the registry: rebuild them when a new registry arrives.
+        """JSON mappings and decoder routes live in the registry: rebuild them when a new
+        registry arrives.
 
-        Returns True when the mappings were rebuilt (the bridge may need new subscriptions).
+        Returns True when they were rebuilt (the bridge may need new subscriptions).
         """
         # the communities dict is replaced on every change (copy-on-write); holding it keeps
         # its identity from being reused by a later one
         if self._maps_for is registry.communities:
             return False
         maps, errors = maps_from_devices(registry.devices())
-        for error in errors:
+        routes, route_errors = routes_from_devices(registry.devices())
+        for error in errors + route_errors:
             log.error("registry: %s", error)
         self.ctx.json_maps = tuple(maps)
+        self.ctx.routes = tuple(routes)
         self._maps_for = registry.communities
         return True
 
@@ -112,14 +127,15 @@ class Processor:
         registry = self.registry
         self.refresh_json_maps(registry)
         local = self.local_topic(topic)
-        decoder = find_decoder(local, self.ctx) if local is not None else None
-        if decoder is None:
+        found = find_decoder(local, self.ctx, payload) if local is not None else None
+        if found is None:
             self._dead(outcome, "no_decoder", "no decoder recognises this topic", topic, payload,
                        None, received_at_ms)
             return outcome
+        decoder, decoder_topic = found
         outcome.decoder = decoder.name
         try:
-            decoded = decoder.decode(local, payload, received_at_ms, self.ctx)  # type: ignore[arg-type]
+            decoded = decoder.decode(decoder_topic, payload, received_at_ms, self.ctx)
         except DecodeError as exc:
             self._dead(outcome, exc.reason, exc.detail, topic, payload, decoder.name,
                        received_at_ms)
@@ -158,15 +174,41 @@ class Processor:
         outcome.records.append(Record(READINGS, device.community_id, valid.to_json()))
         outcome.readings += 1
 
+    def _sample(self, reason: str, origin: str, now_ms: int) -> int | None:
+        """Rate limit of the repetitive dead letters: the count of suppressed ones to report
+        with this sample, or None when this one is suppressed (counted, not sent)."""
+        if reason not in RATE_LIMITED_REASONS:
+            return 0
+        key = (reason, origin)
+        state = self._sampled.get(key)
+        if state is not None and 0 <= now_ms - state[0] < RATE_WINDOW_MS:
+            state[1] += 1
+            self.suppressed += 1
+            return None
+        suppressed = state[1] if state is not None else 0
+        self._sampled[key] = [now_ms, 0]
+        self._sampled.move_to_end(key)
+        while len(self._sampled) > MAX_TRACKED_ORIGINS:
+            self._sampled.popitem(last=False)
+        return suppressed
+
     def _dead(self, outcome: Outcome, reason: str, detail: str, topic: str, payload: bytes,
               decoder: str | None, received_at_ms: int,
               extra: dict[str, Any] | None = None) -> None:
+        suppressed = self._sample(reason, topic, received_at_ms)
+        if suppressed is None:
+            outcome.ignored = "rate_limited"
+            outcome.suppressed_reason = reason
+            return
+        if suppressed:
+            extra = {**(extra or {}), "suppressed": suppressed}
         log.error("dead letter %s from %s (%s): %s", reason, topic, decoder, detail)
         record = dead_letter(source=SOURCE, reason=reason, detail=detail, payload=payload,
                              origin=topic, decoder=decoder, received_at_ms=received_at_ms,
                              extra={"topic": topic, **(extra or {})})
         outcome.records.append(Record(DEADLETTER, SOURCE, encode_dead_letter(record)))
         outcome.dead_letter_reasons.append(reason)
+
 
 
 def _safe_dict(data: dict[str, Any]) -> dict[str, Any]:

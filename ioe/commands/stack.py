@@ -39,10 +39,11 @@ def run(args: argparse.Namespace) -> int:
                 apply_schema()
             return 0
         if args.action == "down":
-            stack.down()
-            from devtools.kafka_cluster import down_cluster
+            stack.down(only=args.only)
+            if not args.only or "kafka" in args.only:
+                from devtools.kafka_cluster import down_cluster
 
-            down_cluster(stack.get_settings())
+                down_cluster(stack.get_settings())
             return 0
         return 0 if stack.status() else 1
     except stack.StackError as exc:

@@ -37,7 +37,10 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from dashboards.history import local_midnight, today_local
 from ioe.clickhouse import client
+from ioe.deadletter import dead_letter, encode_dead_letter
+from ioe.kafka import make_producer
 from ioe.settings import ROOT
+from ioe.topics import DEADLETTER
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
 
@@ -215,9 +218,21 @@ def test_tablet_view_has_week_and_month_history(fed: LiveServer, browser: Browse
 
 def test_control_centre_shows_every_member_plant_device_and_alarm(fed: LiveServer,
                                                                   browser: Browser) -> None:
+    # a meter the registry does not know yet, dead-lettered by the MQTT bridge
+    producer = make_producer(fed.settings)
+    producer.send(fed.settings.topic(DEADLETTER), key="mqtt-bridge", value=encode_dead_letter(
+        dead_letter(source="mqtt-bridge", reason="unknown_device", detail="no device",
+                    payload=b'{"apower": 12.5}', origin="shellies/shelly-new/status/switch:0")))
+    producer.flush(30)
+    producer.close()
+    wait_for(lambda: fed.app.state.deadletters.sources, what="the dead letter")
     errors: list[str] = []
     page = open_page(browser, fed, "/control", fed.token(role="operator", member=None),
                      {"width": 1440, "height": 1000}, errors)
+    row = "#deadletters-table tr[data-origin='shellies/shelly-new/status/switch:0']"
+    see(page, f"{row} [data-field=reason]", "dispositivo desconocido")
+    see(page, f"{row} [data-field=count]", "1")
+    expect(page.locator(f"{row} td.sample")).to_have_text('{"apower": 12.5}')
     see(page, "#conn-state", "En directo")
     see(page, "#community-name", "· Comunidad de Prueba")
     see(page, "#community-generation", "3,00 kW")

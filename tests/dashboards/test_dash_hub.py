@@ -131,3 +131,31 @@ async def test_unsubscribe_stops_deltas() -> None:
 def test_unroutable_messages_are_refused(bad: object) -> None:
     with pytest.raises(MessageError):
         decode_live(orjson.dumps(bad))
+
+
+async def test_frames_carry_the_kafka_value_bytes_untouched() -> None:
+    """The value is decoded once to route it and forwarded as it came (no re-encoding): key
+    order, spacing, escapes and fields the hub does not know reach the client byte for byte."""
+    hub = Hub()
+    sent: list[str] = []
+
+    async def send(frame: str) -> None:
+        sent.append(frame)
+
+    session = Session(send)
+    task = asyncio.create_task(session.pump())
+    channel = f"member:{CID}:m1"
+    message = member_msg("m1", 5, assigned=1.0, consumption=2.0, note="a\u00f1adido")
+    raw = orjson.dumps(dict(reversed(list(message.items())))).replace(b'","', b'", "')
+    hub.publish(decode_live(raw), raw)  # before the subscription: lands in the snapshot
+    hub.subscribe(session, channel)
+    await settle()
+    hub.publish(decode_live(raw.replace(b'"ts_ms":5', b'"ts_ms":6')),
+                raw.replace(b'"ts_ms":5', b'"ts_ms":6'))
+    await settle()
+    snapshot, delta = sent
+    assert snapshot == f'{{"op":"snapshot","channel":"{channel}","data":[{raw.decode()}]}}'
+    later = raw.replace(b'"ts_ms":5', b'"ts_ms":6').decode()
+    assert delta == f'{{"op":"delta","channel":"{channel}","data":{later}}}'
+    assert orjson.loads(delta)["data"]["note"] == "a\u00f1adido"
+    task.cancel()

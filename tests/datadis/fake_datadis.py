@@ -153,7 +153,9 @@ class FakeDatadis:
             self.state.tokens.clear()
 
     def script(self, endpoint: str, *behaviours: str) -> None:
-        """Next answers of ``endpoint``: 502, html200, slow, distributor_error, 500."""
+        """Next answers of ``endpoint``: 502, html200, slow, distributor_error, 500, and
+        (get-supplies-v2) partial_distributor_error: the supplies of I-DE (code 8) plus the
+        code-2 error of E-DISTRIBUCIÓN (2) that holds none of the NIF's supplies."""
         with self.state.lock:
             self.state.scripts.setdefault(endpoint, deque()).extend(behaviours)
 
@@ -268,6 +270,15 @@ class _Handler(BaseHTTPRequestHandler):
             errors = [{"distributorCode": call.query.get("distributorCode", "2"),
                        "distributorName": "E-DISTRIBUCIÓN", "errorCode": "500",
                        "errorDescription": "Error en la comunicación con la distribuidora"}]
+        if behaviour == "partial_distributor_error":
+            # shape of a real get-supplies-v2 answer when one distributor has nothing for the
+            # NIF: the others' supplies plus its error (Datadis API v2 documentation,
+            # "distributorError" list with distributorCode/Name, errorCode, errorDescription)
+            items = [i for i in items if str(i.get("distributorCode")) != "2"]
+            errors = [{"distributorCode": "2", "distributorName": "E-DISTRIBUCIÓN",
+                       "distributorCups": None, "errorCode": "2",
+                       "errorDescription": "El distribuidor no puede facilitar información "
+                                           "a ese NIF"}]
         call.status = 200
         if v2:
             list_key = {"get-supplies-v2": "supplies",

@@ -46,9 +46,10 @@ def decode(topic: str, payload: bytes | str | dict[str, Any], received_at_ms: in
         payload = orjson.dumps(payload)
     elif isinstance(payload, str):
         payload = payload.encode()
-    decoder = find_decoder(topic, ctx)
-    assert decoder is not None, f"no decoder for {topic}"
-    return decoder.decode(topic, payload, received_at_ms, ctx)
+    found = find_decoder(topic, ctx, payload)
+    assert found is not None, f"no decoder for {topic}"
+    decoder, decoder_topic = found
+    return decoder.decode(decoder_topic, payload, received_at_ms, ctx)
 
 
 # -- real-server helpers -------------------------------------------------------------------------

@@ -36,19 +36,23 @@ def test_settlement_under_compaction_and_late_replay(warehouse: Any) -> None:
     engine, db = warehouse.engine, warehouse.db
     _check(_variant(warehouse, "final"))
     _check(_variant(warehouse, "argmax"))
+    _check(settlement(engine, db, CID, split=True))
     _check(settlement(engine, db, CID))
     assert compact_closed_months(engine, db, before_yyyymm=202602) == [202601]
     clean, other = compacted_partitions(engine, db)
     assert clean == [202601] and other == [202602]
+    _check(settlement(engine, db, CID, split=True))
     _check(settlement(engine, db, CID))
     # late delivery into the closed month: a replay, and a stale lower version
     warehouse.insert("balances", BALANCE_COLUMNS, [balance("m1", H0, 0, 500, 0, 0, 0, 500)])
     warehouse.insert("balances", BALANCE_COLUMNS,
                      [balance("m2", H0, 0, 777, 0, 0, 0, 777, version=0)])
     assert compacted_partitions(engine, db)[0] == []  # January has new parts: FINAL again
+    _check(settlement(engine, db, CID, split=True))
     _check(settlement(engine, db, CID))
     _check(_variant(warehouse, "argmax"))
     plain = _variant(warehouse, "plain")
     assert plain[0][2] > 0.9 + 0.4  # the test can fail: a plain scan counts the replays
     assert compact_closed_months(engine, db, before_yyyymm=202602) == [202601]
+    _check(settlement(engine, db, CID, split=True))
     _check(settlement(engine, db, CID))

@@ -25,11 +25,20 @@ IGNORE_REASONS = (
     "unused_field",    # a value we deliberately do not use (watt-minutes, temperatures…)
     "no_measurement",  # a valid message without any energy quantity (switch state…)
     "not_a_reading",   # protocol chatter (RPC replies, events, bridge logs…)
+    "attribute_copy",  # Zigbee2MQTT per-attribute copy of a value its JSON state carries
+    "rate_limited",    # a dead letter of an origin already sampled in this window (counted)
 )
+
+#: below this a voltage is not a connected line (a floating input reads a few volts of noise;
+#: Tasmota reports 0.00 V when its voltage sensor is absent or not calibrated)
+MIN_CONNECTED_V = 20.0
+FREQ_RANGE_HZ = (40.0, 70.0)
+PF_RANGE = (-1.0, 1.0)
 
 
 class DecodeError(ValueError):
-    """The payload does not match the format its topic promises."""
+    """The payload does not match the format its topic promises (``reason`` decode_error), or
+    the topic is inside a family but no decoder knows it (``reason`` no_decoder)."""
 
     def __init__(self, detail: str, reason: str = "decode_error") -> None:
         super().__init__(detail)
@@ -62,6 +71,8 @@ class DecodeContext:
     state: dict[str, dict[Any, Any]] = field(default_factory=dict)
     #: generic JSON mappings (see json_map.py), normally built from the registry
     json_maps: tuple[Any, ...] = ()
+    #: decoder routes of registry devices (see routes.py), most specific first
+    routes: tuple[Any, ...] = ()
 
     def state_of(self, decoder: str) -> dict[Any, Any]:
         return self.state.setdefault(decoder, {})
@@ -120,14 +131,42 @@ def epoch_seconds_to_ms(value: Any, what: str) -> int:
     return int(round(seconds * 1000))
 
 
+def plausible_voltage(voltage: float | None) -> bool:
+    return voltage is not None and voltage >= MIN_CONNECTED_V
+
+
+def auxiliary_checked(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The one rule for implausible auxiliary values, applied to every decoder's reading.
+
+    Voltage, frequency and power factor describe the line, they are not what is settled: a
+    value that cannot be a connected line (under 20 V, a frequency outside 40–70 Hz, a power
+    factor outside ±1) is noise of an unconnected or uncalibrated input, so it is dropped —
+    the power and energy of the same reading are kept. An unconnected line has no frequency
+    either. Power, energy and current are never touched here: 0 W is a real measurement.
+    """
+    checked = dict(values)
+    voltage = checked.get("voltage_v")
+    if voltage is not None and not plausible_voltage(voltage):
+        checked["voltage_v"] = None
+        checked["frequency_hz"] = None
+    freq = checked.get("frequency_hz")
+    if freq is not None and not FREQ_RANGE_HZ[0] <= freq <= FREQ_RANGE_HZ[1]:
+        checked["frequency_hz"] = None
+    pf = checked.get("power_factor")
+    if pf is not None and not PF_RANGE[0] <= pf <= PF_RANGE[1]:
+        checked["power_factor"] = None
+    return checked
+
+
 def reading(device_id: str, ts_ms: int, source: str, values: Mapping[str, Any]) -> Reading:
-    """Build a reading, dropping the fields that carry no value."""
+    """Build a reading, dropping the fields that carry no value (and, by the one rule of
+    :func:`auxiliary_checked`, the auxiliary values that cannot be real)."""
     return Reading(device_id=device_id, ts_ms=ts_ms, source=source,
-                   **{k: v for k, v in values.items() if v is not None})
+                   **{k: v for k, v in auxiliary_checked(values).items() if v is not None})
 
 
 def has_measurement(values: Mapping[str, Any]) -> bool:
-    return any(v is not None for v in values.values())
+    return any(v is not None for v in auxiliary_checked(values).values())
 
 
 def phase_sum(value: Any, what: str) -> float | None:
@@ -143,6 +182,6 @@ def phase_mean(value: Any, what: str) -> float | None:
     """A scalar, or a per-phase array averaged over the connected phases (voltage)."""
     if isinstance(value, list):
         parts = [number(v, f"{what}[{i}]") for i, v in enumerate(value)]
-        connected = [p for p in parts if p is not None and p > 0]
+        connected = [p for p in parts if plausible_voltage(p)]
         return sum(connected) / len(connected) if connected else None
     return number(value, what)

@@ -27,6 +27,13 @@ QUANTITIES: dict[str, tuple[str, float] | None] = {
     "overpower": None,
 }
 CHANNEL_KINDS = ("emeter", "relay")
+#: Gen1 topic words that are known and carry no reading (announce, state, inputs, sensors…)
+KNOWN_OTHER = frozenset({
+    "announce", "info", "online", "command", "status", "temperature", "temperature_f",
+    "overtemperature", "overpower", "voltage", "input", "input_event", "longpush", "relay",
+    "roller", "light", "color", "white", "sensor", "ext_temperature", "ext_temperature_f",
+    "ext_humidity", "ext_switch", "energy", "loaderror", "overload", "settings",
+})
 
 
 def matches(topic: str) -> bool:
@@ -35,12 +42,15 @@ def matches(topic: str) -> bool:
 
 def decode(topic: str, payload: bytes, received_at_ms: int, ctx: DecodeContext) -> Decoded:
     parts = topic.split("/")
-    if len(parts) == 3 and parts[2] == "online":
+    if len(parts) >= 3 and parts[-1] == "online":
         return Decoded.ignore("availability")
-    if len(parts) != 5 or parts[2] not in CHANNEL_KINDS:
-        return Decoded.ignore("not_a_reading")  # announce, info, input events, relay state…
-    _, shelly_id, _kind, channel, quantity = parts
-    if not shelly_id or not channel.isdigit():
+    # read from the right: a device id may itself contain "/" (shellies/casa/em/emeter/0/power)
+    if len(parts) < 5 or parts[-3] not in CHANNEL_KINDS or not parts[-2].isdigit():
+        if len(parts) <= 2 or KNOWN_OTHER.intersection(parts[2:]):
+            return Decoded.ignore("not_a_reading")  # announce, info, input events, relay state…
+        raise DecodeError(f"no Shelly Gen1 topic is shaped like {topic!r}", "no_decoder")
+    shelly_id, channel, quantity = "/".join(parts[1:-3]), parts[-2], parts[-1]
+    if not shelly_id or any(not p for p in parts[1:-3]):
         raise DecodeError(f"bad Shelly Gen1 topic {topic!r}")
     if quantity not in QUANTITIES:
         return Decoded.ignore("not_a_reading")

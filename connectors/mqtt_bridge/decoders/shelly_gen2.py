@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from .base import (
+    FREQ_RANGE_HZ,
+    MIN_CONNECTED_V,
     DecodeContext,
     Decoded,
     DecodeError,
@@ -46,9 +48,6 @@ COMPONENT_FIELDS: dict[str, dict[str, str]] = {
             "ret_aenergy.total": "energy_returned_wh"},
 }
 PHASES = ("a", "b", "c")
-#: below this a phase is not connected (a floating input reads a few volts of noise at most)
-MIN_CONNECTED_V = 20.0
-FREQ_RANGE_HZ = (40.0, 70.0)
 RPC_METHODS_WITH_STATUS = ("NotifyStatus", "NotifyFullStatus")
 
 
@@ -137,12 +136,7 @@ def _component_values(kind: str, component: dict[str, Any]) -> dict[str, Any]:
                               for path, target in COMPONENT_FIELDS[kind].items()}
     if kind == "em":
         values.update(_three_phase_values(component))
-    voltage, freq = values.get("voltage_v"), values.get("frequency_hz")
-    if voltage is not None and voltage < MIN_CONNECTED_V:
-        values["voltage_v"] = None  # unconnected channel: keep power/current, drop noise
-        values["frequency_hz"] = freq = None
-    if freq is not None and not _plausible_freq(freq):
-        values["frequency_hz"] = None
+    # an unconnected channel's voltage/frequency: dropped by base.auxiliary_checked (one rule)
     return values
 
 

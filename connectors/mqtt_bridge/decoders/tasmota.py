@@ -27,6 +27,10 @@ from .local_time import local_to_utc_ms
 SOURCE = "tasmota"
 PREFIXES = ("tele", "stat")
 STATUS_TOPICS = {"STATUS8", "STATUS10"}
+#: Tasmota message kinds that are known and carry no energy reading
+KNOWN_OTHER = frozenset({"STATE", "RESULT", "INFO1", "INFO2", "INFO3", "UPTIME", "MARGINS",
+                         "HASS_STATE", "UPGRADE", "LOGGING", "WAKEUP", "RFRECEIVED",
+                         "IRRECEIVED"})
 
 
 def matches(topic: str) -> bool:
@@ -34,9 +38,18 @@ def matches(topic: str) -> bool:
     return len(parts) == 3 and parts[0] in PREFIXES
 
 
+def _known(kind: str) -> bool:
+    return (kind in KNOWN_OTHER or kind.startswith(("POWER", "STATUS"))
+            or kind.rstrip("0123456789") in ("POWER", "STATUS"))
+
+
 def decode(topic: str, payload: bytes, received_at_ms: int, ctx: DecodeContext) -> Decoded:
-    prefix, device, kind = topic.split("/")
-    if not device:
+    parts = topic.split("/")
+    if len(parts) < 3:
+        raise DecodeError(f"bad Tasmota topic {topic!r}")
+    # a registry route may give a %topic% with "/" in it: the device is everything between
+    prefix, device, kind = parts[0], "/".join(parts[1:-1]), parts[-1]
+    if not device or any(not p for p in parts[1:-1]):
         raise DecodeError(f"empty Tasmota topic in {topic!r}")
     if kind == "LWT":
         return Decoded.ignore("availability")
@@ -48,8 +61,10 @@ def decode(topic: str, payload: bytes, received_at_ms: int, ctx: DecodeContext) 
         sensor = status.get("StatusSNS")
         if not isinstance(sensor, dict):
             raise DecodeError(f"{kind}: 'StatusSNS' object missing")
+    elif _known(kind) or prefix == "cmnd":
+        return Decoded.ignore("not_a_reading")  # STATE, RESULT, POWER, INFO…, commands
     else:
-        return Decoded.ignore("not_a_reading")  # STATE, RESULT, POWER, INFO…
+        raise DecodeError(f"Tasmota message kind {kind!r} is not known", "no_decoder")
     energy = sensor.get("ENERGY")
     if energy is None:
         return Decoded.ignore("no_measurement")  # temperature-only sensors

@@ -4,6 +4,13 @@
 linkquality, …) and every null is ignored. Friendly names may contain ``/``. ``last_seen``
 (when the bridge is configured to send it, as epoch ms or ISO 8601) is the measurement time.
 ``…/availability`` is availability; ``zigbee2mqtt/bridge/…`` and ``…/set|get`` are not readings.
+
+With ``output: attribute`` or ``attribute_and_json`` Zigbee2MQTT also publishes every attribute
+on its own topic, ``zigbee2mqtt/<name>/<attribute>`` with a bare value (``12.05``, ``ON``).
+Such a value is never a decode error: a metering attribute of a device that does not publish
+its JSON state (``output: attribute``) becomes a reading with that one field; beside a JSON
+state (``attribute_and_json``) it is an explicit ``attribute_copy`` (the state carries it); any
+other attribute is an ``unused_field``.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ FIELDS: dict[str, tuple[str, float]] = {
     "ac_frequency": ("frequency_hz", 1.0),
 }
 NOT_READINGS = ("set", "get")
+NAME = "zigbee2mqtt"
 
 
 def matches(topic: str) -> bool:
@@ -51,13 +59,34 @@ def decode(topic: str, payload: bytes, received_at_ms: int, ctx: DecodeContext) 
         return Decoded.ignore("availability")
     if last in NOT_READINGS:
         return Decoded.ignore("not_a_reading")
+    if not payload.lstrip()[:1] == b"{" and "/" in name:
+        return _attribute(name.rsplit("/", 1)[0], last, payload, received_at_ms, ctx)
     state = load_object(payload)
+    ctx.state_of(NAME).setdefault("json", set()).add(name)
     values = {target: scaled(number(state.get(key), key), factor)
               for key, (target, factor) in FIELDS.items()}
     if not has_measurement(values):
         return Decoded.ignore("no_measurement")
     ts_ms = _last_seen(state.get("last_seen"), received_at_ms)
     return Decoded.of(reading(name, ts_ms, SOURCE, values))
+
+
+def _attribute(name: str, attribute: str, payload: bytes, received_at_ms: int,
+               ctx: DecodeContext) -> Decoded:
+    """``zigbee2mqtt/<name>/<attribute>`` with a bare value (per-attribute output)."""
+    target = FIELDS.get(attribute)
+    if target is None:
+        return Decoded.ignore("unused_field")  # state ON/OFF, linkquality, temperature…
+    if name in ctx.state_of(NAME).get("json", ()):
+        return Decoded.ignore("attribute_copy")
+    try:
+        value = float(payload.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise DecodeError(f"{attribute}: expected a number, got {payload[:40]!r}") from None
+    values = {target[0]: scaled(number(value, attribute), target[1])}
+    if not has_measurement(values):
+        return Decoded.ignore("no_measurement")
+    return Decoded.of(reading(name, received_at_ms, SOURCE, values))
 
 
 def _last_seen(value: Any, received_at_ms: int) -> int:
