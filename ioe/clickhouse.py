@@ -13,6 +13,13 @@ A statement preceded by ``-- requires: <feature>`` runs only where :data:`FEATUR
 engine has it (e.g. SQL access control). A migration with a skipped statement is not recorded,
 so it completes on its own once the server can do it (every statement is idempotent).
 
+One setting, ``IOE_CLICKHOUSE_CLUSTER`` (a ``remote_servers`` cluster name, empty by default),
+turns every sink table into a ``ReplicatedReplacingMergeTree`` named ``<table>_local`` plus a
+``Distributed`` table under the original name, sharded by community (so every natural key lives
+on one shard and ``FINAL`` stays exact): queries, views and the sink keep their table names. Run
+the migrations on every server of the cluster (the DDL is per server, not ``ON CLUSTER``, so no
+distributed DDL queue is needed); the servers need ``<macros>`` ``shard`` and ``replica``.
+
 Everything here talks to an :class:`Engine` — the server through clickhouse-driver, or the
 in-process current engine (``warehouse.engines.ChdbEngine``) the tests use to prove every
 migration and shipped query on both versions.
@@ -21,6 +28,7 @@ migration and shipped query on both versions.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -102,6 +110,45 @@ def _can_manage_access(engine: Engine) -> bool:
 
 
 FEATURES["access_management"] = ((20, 5), _can_manage_access)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Replicated + Distributed tables over a ``remote_servers`` cluster."""
+
+    name: str
+    sharding_key: str = "cityHash64(community_id)"
+    zk_root: str = "/clickhouse/tables/{shard}"
+
+
+def cluster_from_env() -> Cluster | None:
+    name = os.environ.get("IOE_CLICKHOUSE_CLUSTER", "").strip()
+    if not name:
+        return None
+    if not _DB_NAME.fullmatch(name):
+        raise ValueError(f"invalid cluster name {name!r}")
+    return Cluster(name)
+
+
+_SINK_TABLE = re.compile(
+    r"^CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)\s*\((.*)\)\s*"
+    r"ENGINE = ReplacingMergeTree\((\w+)\)(.*)$", re.S)
+
+
+def clustered(statement: str, cluster: Cluster | None) -> list[str]:
+    """The statement for a single server, or its replicated + distributed pair."""
+    match = _SINK_TABLE.match(statement) if cluster is not None else None
+    if match is None or cluster is None:
+        return [statement]
+    db, table, columns, version, rest = match.groups()
+    local = f"{table}_local"
+    return [
+        f"CREATE TABLE IF NOT EXISTS {db}.{local}\n({columns})\n"
+        f"ENGINE = ReplicatedReplacingMergeTree('{cluster.zk_root}/{db}/{table}', '{{replica}}', "
+        f"{version}){rest}",
+        f"CREATE TABLE IF NOT EXISTS {db}.{table} AS {db}.{local} "
+        f"ENGINE = Distributed({cluster.name}, {db}, {local}, {cluster.sharding_key})",
+    ]
 
 
 def parse_version(text: str) -> Version:
@@ -192,8 +239,10 @@ def supports(engine: Engine, feature: str) -> bool:
 
 
 def migrate_engine(engine: Engine, db: str,
-                   files: Sequence[tuple[int, str, Path]] | None = None) -> list[str]:
-    """Apply pending migrations on ``engine``; returns the names of those applied in this call."""
+                   files: Sequence[tuple[int, str, Path]] | None = None,
+                   cluster: Cluster | None = None) -> list[str]:
+    """Apply pending migrations on ``engine``; returns the names of those applied in this call.
+    With ``cluster``, sink tables are replicated + distributed (module docstring)."""
     if not _DB_NAME.fullmatch(db):
         raise ValueError(f"invalid database name {db!r}")
     engine.execute(f"CREATE DATABASE IF NOT EXISTS {db}")
@@ -217,7 +266,8 @@ def migrate_engine(engine: Engine, db: str,
                 if not available[feature]:
                     skipped.append(feature)
                     continue
-            engine.execute(statement)
+            for part in clustered(statement, cluster):
+                engine.execute(part)
         if skipped:
             log.info("migration %04d_%s: skipped statements needing %s on %s %s; "
                      "it stays pending", number, name, ", ".join(sorted(set(skipped))),
@@ -237,6 +287,6 @@ def migrate(settings: Settings | None = None, database: str | None = None) -> li
         raise ValueError(f"invalid database name {db!r}")
     ch = client(settings)
     try:
-        return migrate_engine(ServerEngine(ch), db)
+        return migrate_engine(ServerEngine(ch), db, cluster=cluster_from_env())
     finally:
         ch.disconnect()

@@ -38,6 +38,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     convert.add_argument("--year", type=int,
                          help="year of the hourly file (default: from <CAU>_<YYYY>.txt)")
     convert.add_argument("--out", required=True, metavar="FILE")
+    optimise = actions.add_parser("optimise", help="optimise next year's coefficients from "
+                                                   "last year's hourly data")
+    from streams import optimise_command  # its arguments live with it
+
+    optimise_command.configure(optimise)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -70,7 +75,13 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-ACTIONS = {"validate": _validate, "convert": _convert}
+def _optimise(args: argparse.Namespace) -> int:
+    from streams import optimise_command
+
+    return optimise_command.run(args)
+
+
+ACTIONS = {"validate": _validate, "convert": _convert, "optimise": _optimise}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -80,6 +80,8 @@ class ReadingsProcessor:
         self.watchdog = StallWatchdog(ctx.app, ctx.settings.topic(READINGS), self.offsets,
                                       ctx.config.stall_s, ctx.follower.ready, self.stalls.inc)
         self._live_dirty: set[str] = set()
+        #: communities whose live inputs changed in the batch being processed
+        self._changed: set[str] = set()
         self._live_at: dict[str, float] = {}
         self._live_last: dict[tuple[str, str], Any] = {}
         self._due: set[str] = set()
@@ -146,6 +148,10 @@ class ReadingsProcessor:
         await self._emit_due(communities)
         for view in self.views.values():
             view.flush()
+        # only now: the live timer runs during the awaits above and must not publish from the
+        # tables before this batch's values are in them
+        self._live_dirty |= self._changed
+        self._changed = set()
         now = time.monotonic()
         for cid in communities:
             if cid in self._live_dirty and (now - self._live_at.get(cid, 0.0)
@@ -175,7 +181,7 @@ class ReadingsProcessor:
                 value = Latest(float(reading.power_w), reading.ts_ms)
                 if current != value:
                     self.latest[device.id] = value
-                self._live_dirty.add(cid)
+                self._changed.add(cid)
         if self.engine.add(community, device, reading) or cid not in self._emit_at:
             # (first reading of a community since start or since it was assigned here: pending
             # intervals left by the previous owner may already be due)

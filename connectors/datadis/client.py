@@ -102,6 +102,9 @@ def unwrap(body: Any, list_key: str | None, *, partial_ok: bool = False,
         found = body.get(list_key) or []
         if isinstance(found, dict):  # a v2 endpoint may wrap a single object
             found = [found]
+    if not isinstance(found, list):
+        raise DatadisError("bad_response", f"{list_key or 'items'}: expected a list, got "
+                           f"{type(found).__name__}")
     items = [x for x in found if isinstance(x, dict)]
     if errors and not (partial_ok and items):
         raise DatadisError("distributor_error",

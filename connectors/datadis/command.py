@@ -319,7 +319,7 @@ def _import(args: argparse.Namespace, config: DatadisConfig, settings: Settings)
         log.error("no .csv or .json files under %s", args.path)
         return USAGE_ERROR
     sink: Sink = PrintSink() if args.print else KafkaSink(settings)
-    ledger = Ledger(config.state_dir)
+    ledger = None if args.print else Ledger(config.state_dir)  # printing records nothing
     metrics = DatadisMetrics()
     failures = skipped = readings_total = 0
     progress = Progress(len(files), "datadis import", "file")
@@ -333,29 +333,27 @@ def _import(args: argparse.Namespace, config: DatadisConfig, settings: Settings)
     finally:
         progress.close()
         sink.close()
-        ledger.close()
+        if ledger is not None:
+            ledger.close()
     log.info("datadis import: %d files (%d skipped: already imported), %d readings, "
              "%d problems", len(files), skipped, readings_total, failures)
     return 0 if failures == 0 else 1
 
 
-def _import_file(sink: Sink, ledger: Ledger, metrics: DatadisMetrics, registry: Registry | None,
+def _import_file(sink: Sink, ledger: Ledger | None, metrics: DatadisMetrics, registry: Registry | None,
                  path: Path, args: argparse.Namespace) -> tuple[int, int, int]:
     """(readings, problems, skipped) of one file. A file is remembered by content hash only
     when it was *published* without problems: printing publishes nothing, and a file with
     problems (unknown CUPS, Kafka down) must stay importable once they are fixed."""
     try:
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-        before = ledger.imported(sha256)
+        before = ledger.imported(sha256) if ledger is not None else None
         if before is not None and not args.force:
             when = datetime.fromtimestamp(before.imported_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-            if not args.print:
-                log.info("%s: skipped — the same content was imported at %s (as %s, %d "
-                         "readings); use --force to import it again", path.name, when,
-                         before.name, before.readings)
-                return 0, 0, 1
-            log.info("%s: the same content was imported at %s (as %s); printing anyway",
-                     path.name, when, before.name)
+            log.info("%s: skipped — the same content was imported at %s (as %s, %d readings); "
+                     "use --force to import it again", path.name, when, before.name,
+                     before.readings)
+            return 0, 0, 1
         rows = read_file(path)
     except (ImportFormatError, ValueError, OSError) as exc:
         log.error("%s: not a Datadis download: %s", path.name, exc)
@@ -371,7 +369,7 @@ def _import_file(sink: Sink, ledger: Ledger, metrics: DatadisMetrics, registry: 
             count, bad = 0, 1
         readings += count
         problems += bad
-    if problems == 0 and not args.print:
+    if problems == 0 and ledger is not None:
         ledger.remember_import(sha256, path.name, readings)
     return readings, problems, 0
 

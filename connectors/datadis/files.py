@@ -97,6 +97,13 @@ def _row(raw: dict[Any, Any], fields: dict[Any, str], where: str) -> dict[str, A
 
 
 def read_csv(text: str) -> list[dict[str, Any]]:
+    try:
+        return _read_csv(text)
+    except csv.Error as exc:  # a stray CR/NUL inside a field: not a Datadis download
+        raise ImportFormatError(f"unreadable CSV: {exc}") from None
+
+
+def _read_csv(text: str) -> list[dict[str, Any]]:
     text = text.lstrip("\ufeff")
     first = text.splitlines()[0] if text.strip() else ""
     delimiter = ";" if first.count(";") >= first.count(",") else ","
@@ -112,7 +119,10 @@ def read_csv(text: str) -> list[dict[str, Any]]:
 
 
 def read_json(text: str) -> list[dict[str, Any]]:
-    data = json.loads(text)
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ImportFormatError("JSON nested too deeply") from None
     if isinstance(data, dict):
         data = data.get("timeCurve") or next(
             (v for v in data.values() if isinstance(v, list)), [])

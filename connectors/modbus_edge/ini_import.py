@@ -134,7 +134,10 @@ def import_ini(text: str, *, source: str = "eco_modbus_tcp",
     overrides = dict(fields or {})
     notes = unmapped if unmapped is not None else []
     parser = configparser.ConfigParser(interpolation=None)
-    parser.read_string(text)
+    try:
+        parser.read_string(text)
+    except configparser.Error as exc:  # no section header, duplicate keys, broken lines
+        raise IniImportError(f"{source}: not an INI file: {exc}") from None
     devices: dict[str, dict[str, Any]] = {}
     for section in parser.sections():
         if parser.has_option(section, "url"):

@@ -139,8 +139,8 @@ def scaled(point: Point, raw: int | float | str | None,
     value = float(raw) * point.gain
     if point.scale_factor is not None:
         sf = factors.get(point.scale_factor)
-        if sf is None or isinstance(sf, str):
-            return None  # a value whose scale is unknown is no value
+        if sf is None or isinstance(sf, str) or not -10 <= int(sf) <= 10:
+            return None  # a value whose scale is unknown (or outside SunSpec's ±10) is no value
         value *= 10.0 ** int(sf)
     return value * UNITS[point.unit]
 
@@ -227,6 +227,17 @@ def parse_point(raw: Mapping[str, Any], *, where: str, default_fc: int = 3,
 
 
 def parse_map(document: Any, *, source: str = "<map>") -> RegisterMap:
+    """A map document, checked; anything malformed is a :class:`MapError` naming the file
+    (a YAML map is hand-written: a list where a mapping belongs must not crash the edge)."""
+    try:
+        return _parse_map(document, source=source)
+    except MapError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        raise MapError(f"{source}: malformed map ({type(exc).__name__}: {exc})") from None
+
+
+def _parse_map(document: Any, *, source: str = "<map>") -> RegisterMap:
     if not isinstance(document, dict):
         raise MapError(f"{source}: a map is a YAML mapping")
     name = str(document.get("name") or Path(source).stem)

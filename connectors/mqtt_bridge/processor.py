@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -212,10 +213,13 @@ class Processor:
 
 
 def _safe_dict(data: dict[str, Any]) -> dict[str, Any]:
-    """The fields of an invalid reading, JSON-safe (NaN/inf become strings)."""
+    """The fields of an invalid reading, JSON-safe: NaN/inf and integers JSON encoders refuse
+    (beyond 64 bits, e.g. a timestamp of 10^33 ms from a garbled counter) become strings."""
     result: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        if isinstance(value, float) and not math.isfinite(value):
             value = repr(value)
+        elif isinstance(value, int) and not -(2**63) <= value < 2**64:
+            value = str(value)
         result[key] = value
     return result

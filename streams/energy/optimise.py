@@ -293,7 +293,9 @@ def _betas_from(problem: Problem, red: _Reduced, extra: np.ndarray) -> np.ndarra
     betas = np.repeat(problem.shares[:, None], problem.generation.size, axis=1)
     g = problem.generation[red.sunny]
     sunny = (red.floor + extra) / g[None, :]
-    betas[:, red.sunny] = sunny / sunny.sum(axis=0, keepdims=True)
+    total = sunny.sum(axis=0, keepdims=True)
+    fallback = np.repeat(problem.shares[:, None], g.size, axis=1)
+    betas[:, red.sunny] = np.where(total > 0, sunny / np.where(total > 0, total, 1.0), fallback)
     return betas
 
 
@@ -337,7 +339,7 @@ def _hourly_flow(problem: Problem, options: Options) -> tuple[np.ndarray, str, t
             sp.coo_matrix((np.ones(m), (member, cols)), shape=(n, m))]))
         b_ub = np.concatenate([red.supply, red.target])
         bounds = np.column_stack([np.zeros(m), red.demand[member, hour]])
-        result = linprog(-np.ones(m), A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+        result = linprog(-np.ones(m), A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs-ipm")
         _check(result)
         s = np.zeros((n, k))
         s[member, hour] = np.clip(result.x, 0.0, red.demand[member, hour])
@@ -347,123 +349,138 @@ def _hourly_flow(problem: Problem, options: Options) -> tuple[np.ndarray, str, t
     return _betas_from(problem, red, extra), "highs-lp", (m, k + n), []
 
 
+def _month_sums(values: np.ndarray, month: np.ndarray) -> np.ndarray:
+    """Σ over each billing month: (n, hours) → (n, 12)."""
+    out = np.zeros((values.shape[0], 12))
+    for mth in range(12):
+        out[:, mth] = values[:, month == mth].sum(axis=1)
+    return out
+
+
 def _hourly_savings(problem: Problem, options: Options) -> tuple[np.ndarray, str,
                                                                  tuple[int, int], list[str]]:
     """Maximise € saved: ``p_e·Σ SC + Σ_member-month min(p_s·S, p_e·I)`` (DESIGN.md §1).
 
-    Variables: s(i,h) ≤ C', e(i,h) ≥ 0 (surplus beyond the floor's), comp(i,m) ≥ 0.
-    Rows: Σ_i s+e = G'(h); Σ_h s+e = T'(i) when annual shares are kept;
-    comp ≤ p_s·(Σ e + floor surplus); comp ≤ p_e·(Σ C' over the whole month − Σ s).
+    The surplus only matters through its member-month total (compensation is capped per billing
+    month), so it is one variable ``E(i,m)`` per member-month, spread over the month's hours
+    afterwards by a proportional fill. Variables: s(i,h) ≤ C' (member-hours with demand),
+    E(i,m) ≥ 0, comp(i,m) ≥ 0. Rows: Σ_i s ≤ G'(h); Σ_i E(i,m) = Σ_{h∈m} (G' − Σ_i s);
+    Σ_h s + Σ_m E = T'(i) when annual shares are kept; comp ≤ p_s·(E + floor surplus);
+    comp ≤ p_e·(Σ_{h∈m} C' − Σ_{h∈m} s) over the whole month (night hours included).
     """
     red = _reduce(problem, options)
     pe, ps = options.price_energy, options.price_surplus
     n, k = red.demand.shape
-    nk = n * k
-    # variable layout: s (nk) | e (nk) | comp (12n)
-    member = np.repeat(np.arange(n), k)
-    hour = np.tile(np.arange(k), n)
-    s_cols, e_cols, c_cols = np.arange(nk), nk + np.arange(nk), 2 * nk + np.arange(12 * n)
-    rows_h = np.concatenate([hour, hour])
-    eq_blocks = [sp.coo_matrix((np.ones(2 * nk), (rows_h, np.concatenate([s_cols, e_cols]))),
-                               shape=(k, 2 * nk + 12 * n))]
-    b_eq = [red.supply]
-    if options.keep_annual_shares:
-        eq_blocks.append(sp.coo_matrix((np.ones(2 * nk), (np.concatenate([member, member]),
-                                                          np.concatenate([s_cols, e_cols]))),
-                                       shape=(n, 2 * nk + 12 * n)))
-        b_eq.append(red.target)
-    month_of_var = problem.month[red.sunny][hour]
-    mm = member * 12 + month_of_var
-    # comp − p_s Σ e ≤ p_s·floor surplus
-    cap_s = sp.coo_matrix((np.concatenate([np.ones(12 * n), -ps * np.ones(nk)]),
-                           (np.concatenate([np.arange(12 * n), mm]),
-                            np.concatenate([c_cols, e_cols]))), shape=(12 * n, 2 * nk + 12 * n))
+    month = problem.month[red.sunny]
+    member, hour = np.nonzero(red.demand > 0)
+    m = member.size
+    mm = member * 12 + month[hour]
+    width = m + 24 * n
+    s_cols, e_cols, c_cols = np.arange(m), m + np.arange(12 * n), m + 12 * n + np.arange(12 * n)
+    e_member, e_month = np.repeat(np.arange(n), 12), np.tile(np.arange(12), n)
+    ub = [sp.coo_matrix((np.ones(m), (hour, s_cols)), shape=(k, width)),
+          sp.coo_matrix((np.concatenate([np.ones(12 * n), -ps * np.ones(12 * n)]),
+                         (np.tile(np.arange(12 * n), 2), np.concatenate([c_cols, e_cols]))),
+                        shape=(12 * n, width)),
+          sp.coo_matrix((np.concatenate([np.ones(12 * n), pe * np.ones(m)]),
+                         (np.concatenate([np.arange(12 * n), mm]),
+                          np.concatenate([c_cols, s_cols]))), shape=(12 * n, width))]
     floor_surplus = np.maximum(red.floor - problem.consumption[:, red.sunny], 0.0)
-    fs = np.zeros(12 * n)
-    np.add.at(fs, mm, floor_surplus.ravel())
-    # comp + p_e Σ s ≤ p_e Σ C' (C' = C − min(f, C); f = 0 in hours without generation)
     remaining = problem.consumption.copy()
     remaining[:, red.sunny] = red.demand
-    month_need = np.zeros((n, 12))
-    for mth in range(12):
-        month_need[:, mth] = remaining[:, problem.month == mth].sum(axis=1)
-    cap_i = sp.coo_matrix((np.concatenate([np.ones(12 * n), pe * np.ones(nk)]),
-                           (np.concatenate([np.arange(12 * n), mm]),
-                            np.concatenate([c_cols, s_cols]))), shape=(12 * n, 2 * nk + 12 * n))
-    a_ub = sp.csr_matrix(sp.vstack([cap_s, cap_i]))
-    b_ub = np.concatenate([ps * fs, pe * month_need.ravel()])
-    a_eq = sp.csr_matrix(sp.vstack(eq_blocks))
-    bounds = np.column_stack([np.zeros(2 * nk + 12 * n),
-                              np.concatenate([red.demand.ravel(), np.full(nk, np.inf),
-                                              np.full(12 * n, np.inf)])])
-    c = np.concatenate([-pe * np.ones(nk), np.zeros(nk), -np.ones(12 * n)])
+    b_ub = np.concatenate([red.supply, ps * _month_sums(floor_surplus, month).ravel(),
+                           pe * _month_sums(remaining, problem.month).ravel()])
+    supply_month = np.zeros(12)
+    np.add.at(supply_month, month, red.supply)
+    eq = [sp.coo_matrix((np.concatenate([np.ones(12 * n), np.ones(m)]),
+                         (np.concatenate([e_month, month[hour]]),
+                          np.concatenate([e_cols, s_cols]))), shape=(12, width))]
+    b_eq = [supply_month]
+    if options.keep_annual_shares:
+        eq.append(sp.coo_matrix((np.ones(m + 12 * n),
+                                 (np.concatenate([member, e_member]),
+                                  np.concatenate([s_cols, e_cols]))), shape=(n, width)))
+        b_eq.append(red.target)
+    bounds = np.column_stack([np.zeros(width),
+                              np.concatenate([red.demand[member, hour],
+                                              np.full(24 * n, np.inf)])])
+    c = np.concatenate([-pe * np.ones(m), np.zeros(12 * n), -np.ones(12 * n)])
+    a_ub, a_eq = sp.csr_matrix(sp.vstack(ub)), sp.csr_matrix(sp.vstack(eq))
     result = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.concatenate(b_eq),
-                     bounds=bounds, method="highs")
+                     bounds=bounds, method="highs-ipm")
     _check(result)
     x = np.maximum(result.x, 0.0)
-    extra = (x[s_cols] + x[e_cols]).reshape(n, k)
-    return (_betas_from(problem, red, extra), "highs-lp",
-            (c.size, a_ub.shape[0] + a_eq.shape[0]), [])
+    s = np.zeros((n, k))
+    s[member, hour] = np.minimum(x[s_cols], red.demand[member, hour])
+    surplus_month = x[e_cols].reshape(n, 12)
+    left = np.maximum(red.supply - s.sum(axis=0), 0.0)
+    extra = s.copy()
+    for mth in range(12):
+        here = month == mth
+        extra[:, here] += _fill_surplus(left[here], surplus_month[:, mth])
+    return _betas_from(problem, red, extra), "highs-lp", (width, a_ub.shape[0] + a_eq.shape[0]), []
 
 
 # -- static --------------------------------------------------------------------------------------
 def _static(problem: Problem, options: Options) -> tuple[np.ndarray, str, tuple[int, int],
                                                          list[str]]:
-    """One β per member: ``max Σ s (+ compensation)`` with ``s(i,h) ≤ β(i)·G(h)``, ``s ≤ C``,
-    ``Σβ = 1``, ``β ≥ floor``. With annual shares kept, β *is* the annual share."""
+    """One β per member. Each member's value ``v(β)`` (self-consumption Σ min(β·G, C), or €
+    ``Σ_m min(p_s·β·G_m + (p_e − p_s)·SC_m(β), p_e·C_m)``) is concave and piecewise linear in
+    its own β, so ``max Σ v_i(β_i), Σ β = 1, β ≥ floor`` is solved exactly by equalising
+    marginal values: bisection on the common marginal μ, each β_i(μ) by bisection on the
+    (non-increasing) derivative. No LP: n·hours constraints would make HiGHS take minutes.
+    With annual shares kept, β *is* the annual share."""
     n, hours = problem.consumption.shape
     if options.keep_annual_shares:
         betas = np.repeat(problem.shares[:, None], hours, axis=1)
         return betas, "current-shares", (0, 0), [
             "static mode with annual shares kept: the best static file is the current one "
             "(pass --no-keep-annual-shares to move energy between members)"]
+    sunny = np.flatnonzero(problem.generation > 0)
+    g, c = problem.generation[sunny], problem.consumption[:, sunny]
+    month = problem.month[sunny]
+    c_month = _month_sums(problem.consumption, problem.month)
+    g_month = np.zeros(12)
+    np.add.at(g_month, month, g)
     pe, ps = options.price_energy, options.price_surplus
     savings = options.objective == "savings"
-    sunny = np.flatnonzero(problem.generation > 0)
-    g = problem.generation[sunny]
-    demand = problem.consumption[:, sunny]
-    member, hour = np.nonzero(demand > 0)
-    m = member.size
-    comps = 12 * n if savings else 0
-    width = n + m + comps
-    s_cols = n + np.arange(m)
-    rows = [sp.coo_matrix((np.concatenate([np.ones(m), -g[hour]]),
-                           (np.concatenate([np.arange(m), np.arange(m)]),
-                            np.concatenate([s_cols, member]))), shape=(m, width))]
-    b_ub = [np.zeros(m)]
-    c = np.concatenate([np.zeros(n), -(pe if savings else 1.0) * np.ones(m), -np.ones(comps)])
-    if savings:
-        c_cols = n + m + np.arange(12 * n)
-        mm = member * 12 + problem.month[sunny][hour]
-        g_month = np.zeros(12)
-        np.add.at(g_month, problem.month[sunny], g)
-        # comp − p_s (β·G_month − Σ s) ≤ 0
-        beta_rows = np.arange(12 * n)
-        rows.append(sp.coo_matrix((np.concatenate([np.ones(12 * n), -ps * np.tile(g_month, n),
-                                                   ps * np.ones(m)]),
-                                   (np.concatenate([beta_rows, beta_rows, mm]),
-                                    np.concatenate([c_cols, np.repeat(np.arange(n), 12),
-                                                    s_cols]))), shape=(12 * n, width)))
-        b_ub.append(np.zeros(12 * n))
-        month_need = np.zeros((n, 12))
-        for mth in range(12):
-            month_need[:, mth] = problem.consumption[:, problem.month == mth].sum(axis=1)
-        rows.append(sp.coo_matrix((np.concatenate([np.ones(12 * n), pe * np.ones(m)]),
-                                   (np.concatenate([beta_rows, mm]),
-                                    np.concatenate([c_cols, s_cols]))), shape=(12 * n, width)))
-        b_ub.append(pe * month_need.ravel())
-    a_ub = sp.csr_matrix(sp.vstack(rows))
-    a_eq = sp.csr_matrix((np.ones(n), (np.zeros(n, dtype=int), np.arange(n))), shape=(1, width))
-    bounds = np.column_stack([
-        np.concatenate([np.full(n, options.min_share), np.zeros(m + comps)]),
-        np.concatenate([np.ones(n), demand[member, hour], np.full(comps, np.inf)])])
-    result = linprog(c, A_ub=a_ub, b_ub=np.concatenate(b_ub), A_eq=a_eq, b_eq=[1.0],
-                     bounds=bounds, method="highs")
-    _check(result)
-    beta = np.clip(result.x[:n], 0.0, 1.0)
+
+    def slope(beta: np.ndarray) -> np.ndarray:
+        """Right derivative of every member's value at ``beta`` (vectorised over members)."""
+        open_ = (beta[:, None] * g[None, :]) < c  # hours where more β still self-consumes
+        if not savings:
+            return (open_ * g[None, :]).sum(axis=1)
+        d_sc = _month_sums(open_ * g[None, :], month)
+        sc = _month_sums(np.minimum(beta[:, None] * g[None, :], c), month)
+        below = ps * beta[:, None] * g_month[None, :] + (pe - ps) * sc < pe * c_month - 1e-12
+        return (below * (ps * g_month[None, :] + (pe - ps) * d_sc)).sum(axis=1)
+
+    lo_b, hi_b = np.full(n, options.min_share), np.ones(n)
+
+    def beta_at(mu: float) -> np.ndarray:
+        """Largest β (per member) whose marginal value is still ≥ μ."""
+        lo, hi = lo_b.copy(), hi_b.copy()
+        ok_hi = slope(hi - 1e-12) >= mu
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            good = slope(mid) >= mu
+            lo, hi = np.where(good, mid, lo), np.where(good, hi, mid)
+        return np.where(ok_hi, hi_b, lo)
+
+    top = float(slope(lo_b).max()) + 1.0
+    mu_lo, mu_hi = 0.0, top
+    for _ in range(50):
+        mu = (mu_lo + mu_hi) / 2
+        if beta_at(mu).sum() > 1.0:
+            mu_lo = mu
+        else:
+            mu_hi = mu
+    b_more, b_less = beta_at(mu_lo), beta_at(mu_hi)  # Σ ≥ 1 and Σ ≤ 1
+    gap = b_more.sum() - b_less.sum()
+    t = 0.0 if gap <= 0 else (1.0 - b_less.sum()) / gap
+    beta = np.clip(b_less + t * (b_more - b_less), options.min_share, 1.0)
     beta = beta / beta.sum()
-    return (np.repeat(beta[:, None], hours, axis=1), "highs-lp", (width, a_ub.shape[0] + 1),
-            [])
+    return np.repeat(beta[:, None], hours, axis=1), "marginal-equalisation", (n, 1), []
 
 
 def _check(result: object) -> None:

@@ -25,10 +25,18 @@ ENGINES = [pytest.param("server", marks=pytest.mark.stack, id="ch18"),
 
 
 @pytest.fixture(scope="session")
-def chdb_engine() -> Engine:
+def chdb_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """One embedded engine for the session (chdb allows one data path per process)."""
     from warehouse.engines import ChdbEngine
 
-    return ChdbEngine()
+    return ChdbEngine(str(tmp_path_factory.mktemp("chdb")))
+
+
+def _freeze(engine: Engine, db: str) -> None:
+    """Stop background merges of the private tables: a merge would deduplicate the replayed
+    rows behind the test's back, and a query that forgot FINAL would still pass."""
+    for table in ("readings", "balances", "anomalies"):
+        engine.execute(f"SYSTEM STOP MERGES {db}.{table}")
 
 
 @pytest.fixture(params=ENGINES)
@@ -37,6 +45,7 @@ def warehouse(request: pytest.FixtureRequest, unique_id: str) -> Iterator[Wareho
     if request.param == "chdb":
         engine = request.getfixturevalue("chdb_engine")
         migrate_engine(engine, db)
+        _freeze(engine, db)
         yield Warehouse(engine, db, None)
         engine.execute(f"DROP DATABASE IF EXISTS {db}")
         return
@@ -45,6 +54,7 @@ def warehouse(request: pytest.FixtureRequest, unique_id: str) -> Iterator[Wareho
     ch = client(settings)
     engine = ServerEngine(ch)
     migrate_engine(engine, db)
+    _freeze(engine, db)
     try:
         yield Warehouse(engine, db, settings)
     finally:

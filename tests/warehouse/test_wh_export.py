@@ -125,3 +125,18 @@ def test_command_end_to_end(ch_settings: Any, tmp_path: Path, monkeypatch: pytes
     assert not (tmp_path / "balances.parquet.part").exists()
     assert main(["export", "--community", CID, "--from", "2026-02-02", "--to", "2026-02-01",
                  "--what", "balances", "--out", str(tmp_path / "x.csv")]) == 2
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal() -> None:
+    stream = _Tty()
+    progress = Progress(10, "export x", stream, every_s=0.0)
+    progress.update(10)
+    progress.close()
+    text = stream.getvalue()
+    assert "10/10" in text and "\r" in text  # tqdm's bar, not the plain lines
+    assert "rows (100%)" not in text

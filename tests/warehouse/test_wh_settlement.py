@@ -38,9 +38,13 @@ def test_settlement_under_compaction_and_late_replay(warehouse: Any) -> None:
     _check(_variant(warehouse, "argmax"))
     _check(settlement(engine, db, CID, split=True))
     _check(settlement(engine, db, CID))
-    assert compact_closed_months(engine, db, before_yyyymm=202602) == [202601]
+    assert compacted_partitions(engine, db) == ([], [202601, 202602])
+    warehouse.query("SYSTEM START MERGES {db}.balances")  # OPTIMIZE needs merges
+    # [] only if a background merge just did the same (merges are running now)
+    assert compact_closed_months(engine, db, before_yyyymm=202602) in ([202601], [])
+    warehouse.query("SYSTEM STOP MERGES {db}.balances")  # keep the late rows apart
     clean, other = compacted_partitions(engine, db)
-    assert clean == [202601] and other == [202602]
+    assert 202601 in clean and clean + other == [202601, 202602]  # Feb: merged or not
     _check(settlement(engine, db, CID, split=True))
     _check(settlement(engine, db, CID))
     # late delivery into the closed month: a replay, and a stale lower version
@@ -53,6 +57,8 @@ def test_settlement_under_compaction_and_late_replay(warehouse: Any) -> None:
     _check(_variant(warehouse, "argmax"))
     plain = _variant(warehouse, "plain")
     assert plain[0][2] > 0.9 + 0.4  # the test can fail: a plain scan counts the replays
-    assert compact_closed_months(engine, db, before_yyyymm=202602) == [202601]
+    warehouse.query("SYSTEM START MERGES {db}.balances")
+    assert compact_closed_months(engine, db, before_yyyymm=202602) in ([202601], [])
+    assert 202601 in compacted_partitions(engine, db)[0]
     _check(settlement(engine, db, CID, split=True))
     _check(settlement(engine, db, CID))

@@ -25,6 +25,7 @@ QUANTITIES: dict[str, tuple[str, float] | None] = {
     "energy": None,           # watt-minutes, resets on reboot
     "returned_energy": None,  # watt-minutes, resets on reboot
     "overpower": None,
+    "overpower_value": None,
 }
 CHANNEL_KINDS = ("emeter", "relay")
 #: Gen1 topic words that are known and carry no reading (announce, state, inputs, sensors…)
@@ -53,7 +54,7 @@ def decode(topic: str, payload: bytes, received_at_ms: int, ctx: DecodeContext) 
     if not shelly_id or any(not p for p in parts[1:-3]):
         raise DecodeError(f"bad Shelly Gen1 topic {topic!r}")
     if quantity not in QUANTITIES:
-        return Decoded.ignore("not_a_reading")
+        raise DecodeError(f"Shelly Gen1 quantity {quantity!r} is not known", "no_decoder")
     target = QUANTITIES[quantity]
     if target is None:
         return Decoded.ignore("unused_field")

@@ -23,6 +23,7 @@ from .base import (
     Decoded,
     DecodeError,
     epoch_seconds_to_ms,
+    has_measurement,
     load_json,
     load_object,
     number,
@@ -115,7 +116,7 @@ def _apply(ctx: DecodeContext, prefix: str, components: dict[str, Any], ts_ms: i
         values: dict[str, Any] = {}
         for kind in kinds:
             values.update(_component_values(kind, device_state[kind]))
-        if any(v is not None for v in values.values()):
+        if has_measurement(values):
             readings.append(reading(f"{prefix}:{index}", ts_ms, SOURCE, values))
     if not touched:
         return Decoded.ignore("no_measurement")
