@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import CUPS_A, CUPS_B, CUPS_C, MEMBER_NIF, NIF, PASSWORD
+from conftest import CUPS_A, CUPS_B, CUPS_C, MEMBER_NIF, NIF, PASSWORD, supplies
 from fake_datadis import FakeDatadis
 
 from connectors.datadis.client import DatadisClient, DatadisError
@@ -131,7 +131,6 @@ def test_a_429_is_never_retried(fake, ledger, tmp_path, clock):
 
 
 def test_502_html_gets_one_immediate_retry(tmp_path, clock):
-    from conftest import supplies
 
     with FakeDatadis(users={NIF: PASSWORD}, supplies=supplies(), count_failed=False) as fake:
         client = make_client(fake, Ledger(tmp_path / "s", clock=clock))
@@ -159,7 +158,6 @@ def test_failures_count_so_the_retry_meets_a_429_and_the_failure_is_recorded(fak
 
 
 def test_html_page_inside_a_200_is_a_server_error(tmp_path, clock):
-    from conftest import supplies
 
     with FakeDatadis(users={NIF: PASSWORD}, supplies=supplies(), count_failed=False) as fake:
         client = make_client(fake, Ledger(tmp_path / "s", clock=clock))
@@ -171,7 +169,6 @@ def test_html_page_inside_a_200_is_a_server_error(tmp_path, clock):
 
 
 def test_slow_answer_times_out_and_is_retried_at_most_once(tmp_path, clock):
-    from conftest import supplies
 
     with FakeDatadis(users={NIF: PASSWORD}, supplies=supplies(), count_failed=False) as fake:
         fake.state.slow_s = 1.5
