@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import CUPS_A, CUPS_B, CUPS_C, CUPS_PLANT, NIF, PASSWORD
+from conftest import CUPS_A, CUPS_B, CUPS_C, CUPS_PLANT, NIF, PASSWORD, REGISTRY_YAML, make_cups
 from fake_datadis import MADRID, surplus_kwh, value_kwh
 from kafka import KafkaConsumer, TopicPartition
 
@@ -181,7 +181,6 @@ def test_sync_without_credentials_fails_cleanly(kafka_settings, registry_file, t
 
 def test_unknown_supply_goes_to_the_dead_letter_topic(fake, env, kafka_settings, tmp_path):
     registry = Path(tmp_path / "r.yaml")
-    from conftest import REGISTRY_YAML, make_cups
 
     stranger = make_cups(999)
     registry.write_text(REGISTRY_YAML.replace(CUPS_B, stranger))
