@@ -33,6 +33,7 @@ from ioe.stack import (
     kafka_healthy,
     kafka_libs,
     port_open,
+    stop_process_group,
 )
 
 
@@ -213,13 +214,6 @@ def down_cluster(settings: Settings, out: Callable[[str], None] = print) -> None
     """Stop the nodes of the stack's cluster that ``up_cluster`` started (pid files)."""
     base = settings.local_dir / "kafka-cluster"
     for pid_file in sorted(base.glob("node-*/pid")):
-        pid = int(pid_file.read_text() or 0)
-        if pid and _pid_alive(pid):
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 30
-            while _pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if _pid_alive(pid):
-                os.killpg(pid, signal.SIGKILL)
+        stop_process_group(int(pid_file.read_text() or 0))
         pid_file.unlink(missing_ok=True)
         out(f"{'kafka':<11} {pid_file.parent.name} stopped")

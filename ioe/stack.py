@@ -453,6 +453,17 @@ def up(settings: Settings | None = None, only: list[str] | None = None,
         out(f"{server.name:<11} started          {_where(server, settings)}")
 
 
+def stop_process_group(pid: int, timeout_s: float = 30.0) -> None:
+    """SIGTERM a server's process group, SIGKILL it if it lingers (pid 0: nothing to do)."""
+    if pid and _pid_alive(pid):
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
 def down(settings: Settings | None = None, out: Callable[[str], None] = print,
          only: list[str] | None = None) -> None:
     """Stop the servers ``up`` started (``only``: just those named), never the others."""
@@ -464,14 +475,7 @@ def down(settings: Settings | None = None, out: Callable[[str], None] = print,
         if not pid_file.exists():
             out(f"{server.name:<11} not started by ioe (left alone)")
             continue
-        pid = int(pid_file.read_text() or 0)
-        if pid and _pid_alive(pid):
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 30
-            while _pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if _pid_alive(pid):
-                os.killpg(pid, signal.SIGKILL)
+        stop_process_group(int(pid_file.read_text() or 0))
         pid_file.unlink(missing_ok=True)
         out(f"{server.name:<11} stopped")
 
