@@ -22,8 +22,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from ioe.settings import Settings
-from ioe.stack import (
+from devtools.stack import (
     StackError,
     _kafka_java,
     _log4j2,
@@ -35,6 +34,7 @@ from ioe.stack import (
     port_open,
     stop_process_group,
 )
+from ioe.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True)

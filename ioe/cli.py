@@ -26,7 +26,7 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command("stack", "start, stop or check the local Kafka, ClickHouse and Mosquitto",
-            "ioe.commands.stack"),
+            "devtools.commands.stack"),
     Command("schema", "create the Kafka topics and apply ClickHouse migrations",
             "ioe.commands.schema"),
     Command("registry", "validate the community registry, or publish it to ioe.registry",
@@ -46,12 +46,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("datadis", "fetch official hourly data from Datadis (sync, backfill, fetch, import)",
             "connectors.datadis.command"),
     Command("simulate", "simulate a community with real MQTT and Modbus devices",
-            "ioe.simulator.command"),
+            "devtools.simulator.command"),
     Command("settle", "offline hourly settlement from Datadis-style CSV files",
             "streams.settle_command"),
     Command("coefficients", "validate or convert distributor coefficient files",
             "streams.coefficients_command"),
-    Command("demo", "run the whole system on the example community", "ioe.commands.demo"),
+    Command("demo", "run the whole system on the example community", "devtools.commands.demo"),
     Command("export", "export a community's readings, balances or alarms to Parquet or CSV",
             "warehouse.command"),
 )

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ioe import stack
+from devtools import stack
 from ioe.settings import Settings, get_settings
 
 

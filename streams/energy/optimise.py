@@ -48,7 +48,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from ioe.coefficients import HOUR_MS, hours_in_year, year_start_ms
-from ioe.simulator.load import holidays
+from ioe.holidays import holidays
 
 MODES = ("hourly", "static")
 OBJECTIVES = ("self-consumption", "savings")

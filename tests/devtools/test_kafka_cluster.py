@@ -111,7 +111,7 @@ def test_stack_cluster_refuses_to_start_over_a_running_single_broker(
     """`ioe stack up --brokers 3` never starts nodes beside the stack's single broker on 9092
     (it would take its port); it says how to stop it first."""
     from devtools.kafka_cluster import up_cluster
-    from ioe.stack import StackError
+    from devtools.stack import StackError
 
     settings = dataclasses.replace(local_stack, local_dir=tmp_path)
     with pytest.raises(StackError, match="ioe stack down --only kafka"):

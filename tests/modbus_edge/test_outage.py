@@ -22,9 +22,9 @@ import pytest
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 
+from devtools.stack import PrivateKafka
 from ioe.kafka import ensure_topics
 from ioe.settings import ROOT
-from ioe.stack import PrivateKafka
 from ioe.topics import READINGS
 
 from .images import block, f32, put, registry_yaml

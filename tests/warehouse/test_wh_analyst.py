@@ -14,9 +14,9 @@ import pytest
 from clickhouse_driver.errors import Error as ClickHouseError
 from wh_data import Warehouse, load
 
+from devtools.stack import install_clickhouse_users_d
 from ioe.clickhouse import ServerEngine, client, migrate_engine, supports
 from ioe.settings import Settings
-from ioe.stack import install_clickhouse_users_d
 
 ANALYST = ("analyst", "ioe-analyst-local")
 

@@ -29,7 +29,7 @@ from wh_data import (
     READING_INSERTS,
 )
 
-from ioe import stack
+from devtools import stack
 from ioe.clickhouse import Cluster, ServerEngine, client, migrate_engine
 from ioe.settings import ROOT, Settings, get_settings
 from warehouse import queries

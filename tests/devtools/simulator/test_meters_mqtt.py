@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from devtools.simulator import load
+from devtools.simulator.engine import SimConfig, Simulator
 from ioe.settings import Settings
-from ioe.simulator import load
-from ioe.simulator.engine import SimConfig, Simulator
 
 from .conftest import Recorder, SimCommunity, recording, write_registry
 

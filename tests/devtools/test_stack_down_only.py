@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from ioe import stack
+from devtools import stack
 from ioe.settings import ROOT, get_settings
 
 

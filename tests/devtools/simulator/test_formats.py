@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 
-from ioe.commands.demo import dashboard_urls, live_value_seen, modbus_edge_config
+from devtools.commands.demo import dashboard_urls, live_value_seen, modbus_edge_config
+from devtools.simulator.formats import FORMATS, Measurement, device_channel, tasmota_time
+from ioe.messages import LiveCommunity
 from ioe.settings import ROOT
-from ioe.simulator.formats import FORMATS, Measurement, device_channel, tasmota_time
 
 # 2026-01-15 10:00:00 UTC = 11:00 in Madrid (CET)
 TS = int(datetime(2026, 1, 15, 10, 0, tzinfo=UTC).timestamp() * 1000)
@@ -69,7 +71,7 @@ def test_emonhub() -> None:
 
 
 def test_emonhub_json_variant() -> None:
-    from ioe.simulator.formats import VARIANTS
+    from devtools.simulator.formats import VARIANTS
 
     m = Measurement(**{**vars(M), "channel": 1})
     (topic, payload, _), = VARIANTS[("emonhub", "json")]("emontx26", m)
@@ -93,15 +95,16 @@ def test_demo_helpers(tmp_path: Path) -> None:
     urls = dashboard_urls()
     assert set(urls) == {"mobile", "tablet", "control centre"}
     assert all(u.startswith("http://127.0.0.1:8000/") for u in urls.values())
-    assert live_value_seen(b'{"v":1,"type":"community","generation_w":1500.0,'
-                           b'"consumption_w":null}')
-    assert not live_value_seen(b'{"v":1,"type":"member","generation_w":null,'
-                               b'"consumption_w":null}')
+    community = LiveCommunity(community_id="c", ts_ms=TS, generation_w=1500.0,
+                              consumption_w=None, self_consumption_w=None, surplus_w=None,
+                              import_w=None, members_reporting=0, members_total=3)
+    assert live_value_seen(community.encode())
+    assert not live_value_seen(dataclasses.replace(community, generation_w=None).encode())
     assert not live_value_seen(b'{"v":1,"type":"alarm"}') and not live_value_seen(b"junk")
 
 
 def test_a_run_can_choose_the_emonhub_json_variant(tmp_path: Path) -> None:
-    from ioe.simulator.engine import SimConfig, Simulator
+    from devtools.simulator.engine import SimConfig, Simulator
 
     from .conftest import write_registry
 

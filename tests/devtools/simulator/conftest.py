@@ -89,7 +89,7 @@ def community(tmp_path: Path, unique_id: str) -> SimCommunity:
 @pytest.fixture(scope="session")
 def mosquitto() -> Settings:
     """Mosquitto only (the simulator needs no Kafka or ClickHouse)."""
-    from ioe import stack
+    from devtools import stack
     from ioe.settings import get_settings
 
     settings = get_settings()

@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from kafka import KafkaConsumer
 
-from ioe import stack
+from devtools import stack
 from ioe.clickhouse import client, migrate
 from ioe.kafka import make_producer, topic_partitions
 from ioe.reading import Reading, decode

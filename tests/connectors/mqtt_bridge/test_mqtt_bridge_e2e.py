@@ -23,9 +23,9 @@ import orjson
 import pytest
 from mqtt_helpers import consume, forget_session, mqtt_client, publish_all, write_registry
 
+from devtools.stack import PrivateKafka
 from ioe.kafka import ensure_topics
 from ioe.settings import ROOT, Settings
-from ioe.stack import PrivateKafka
 from ioe.topics import DEADLETTER, READINGS
 
 pytestmark = pytest.mark.stack

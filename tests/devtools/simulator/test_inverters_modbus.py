@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from ioe.simulator import pv
-from ioe.simulator.engine import SimConfig, Simulator
-from ioe.simulator.inverters import InverterSample
+from devtools.simulator import pv
+from devtools.simulator.engine import SimConfig, Simulator
+from devtools.simulator.inverters import InverterSample
 
 from .conftest import SimCommunity
 

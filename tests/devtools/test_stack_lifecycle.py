@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from ioe import stack
+from devtools import stack
 from ioe.settings import get_settings
 
 

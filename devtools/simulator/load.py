@@ -20,18 +20,15 @@ import hashlib
 import math
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
+
+from ioe.holidays import holidays
 
 SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 #: Spanish national holidays with a fixed date (month, day); Good Friday is added per year.
-FIXED_HOLIDAYS: tuple[tuple[int, int], ...] = (
-    (1, 1), (1, 6), (5, 1), (8, 15), (10, 12), (11, 1), (12, 6), (12, 8), (12, 25),
-)
-
-
 @dataclass(frozen=True)
 class Appliance:
     """An appliance that runs at random moments: power, run time and when people use it."""
@@ -130,27 +127,6 @@ def seasonal_factor(day_of_year: int) -> float:
     """Winter +22 %, spring/autumn −, summer slightly up again (air conditioning); mean ≈ 1."""
     x = 2.0 * math.pi * (day_of_year - 15) / 365.25
     return 1.0 + 0.22 * math.cos(x) + 0.08 * math.cos(2.0 * x)
-
-
-def easter(year: int) -> date:
-    """Gregorian Easter Sunday (anonymous Gregorian algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    m = (32 + 2 * e + 2 * i - h - k) % 7
-    n = (a + 11 * h + 22 * m) // 451
-    month, day = divmod(h + m - 7 * n + 114, 31)
-    return date(year, month, day + 1)
-
-
-@lru_cache(maxsize=64)
-def holidays(year: int) -> frozenset[date]:
-    days = {date(year, m, d) for m, d in FIXED_HOLIDAYS}
-    days.add(easter(year) - timedelta(days=2))  # Viernes Santo
-    return frozenset(days)
 
 
 def is_free_day(day: date) -> bool:

@@ -3,8 +3,8 @@
 One :class:`SimMeter` per registry device with ``protocol.type: mqtt``. At each step it
 integrates the household's load profile over the simulated time since its previous step (so
 counter increments are power × time, whatever the speed-up), applies the faults that are due and
-returns the messages its firmware would publish (:mod:`ioe.simulator.formats`). Counters start
-from a plausible, seeded meter reading and persist across restarts (:mod:`ioe.simulator.state`).
+returns the messages its firmware would publish (:mod:`devtools.simulator.formats`). Counters start
+from a plausible, seeded meter reading and persist across restarts (:mod:`devtools.simulator.state`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 
-from ioe.registry import Device
-from ioe.simulator import load
-from ioe.simulator.faults import FaultBook
-from ioe.simulator.formats import (
+from devtools.simulator import load
+from devtools.simulator.faults import FaultBook
+from devtools.simulator.formats import (
     AVAILABILITY,
     FORMATS,
     VARIANTS,
@@ -30,6 +29,7 @@ from ioe.simulator.formats import (
     Message,
     device_channel,
 )
+from ioe.registry import Device
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from devtools.simulator.engine import SimConfig, Simulator
+from devtools.simulator.faults import KINDS, FaultError, parse_fault
 from ioe.registry import RegistryError, load_registry
 from ioe.settings import get_settings
-from ioe.simulator.engine import SimConfig, Simulator
-from ioe.simulator.faults import KINDS, FaultError, parse_fault
 
 log = logging.getLogger(__name__)
 

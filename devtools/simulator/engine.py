@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devtools.simulator import load, pv
+from devtools.simulator.faults import Fault, FaultBook
+from devtools.simulator.inverters import InverterSample, InverterServer, SimInverter
+from devtools.simulator.meters import MqttPublisher, SimMeter
+from devtools.simulator.state import load_state, save_state
 from ioe.registry import Community, Registry, load_registry
-from ioe.simulator import load, pv
-from ioe.simulator.faults import Fault, FaultBook
-from ioe.simulator.inverters import InverterSample, InverterServer, SimInverter
-from ioe.simulator.meters import MqttPublisher, SimMeter
-from ioe.simulator.state import load_state, save_state
 
 log = logging.getLogger(__name__)
 

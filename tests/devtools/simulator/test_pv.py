@@ -8,7 +8,7 @@ import astral
 import astral.sun
 import pytest
 
-from ioe.simulator import pv
+from devtools.simulator import pv
 
 PLANT = pv.PlantModel("plant-1", 30.0, 39.4863, -0.3586, tilt_deg=15, azimuth_deg=180, seed=1)
 

@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from ioe.simulator import load
+from devtools.simulator import load
+from ioe.holidays import easter
 
 TZ = "Europe/Madrid"
 
@@ -52,7 +53,7 @@ def test_power_never_negative_and_evening_beats_night() -> None:
 
 
 def test_holidays_and_vacation() -> None:
-    assert load.easter(2026) == date(2026, 4, 5)
+    assert easter(2026) == date(2026, 4, 5)
     assert load.is_free_day(date(2026, 4, 3))      # Viernes Santo
     assert load.is_free_day(date(2026, 12, 8))     # Inmaculada (a Tuesday)
     assert not load.is_free_day(date(2026, 12, 9))

@@ -1,8 +1,7 @@
 """``ioe demo``: the whole system on the example community, with one command.
 
 It starts the local stack, applies the schema and the registry, then runs as child processes the
-simulator, the MQTT bridge, the Modbus edge, one stream worker and the web server — each only if
-its module is present in this checkout (a missing part is named, never faked) — issues a member
+simulator, the MQTT bridge, the Modbus edge, one stream worker and the web server, issues a member
 and an operator token, prints the URLs of the three views, and on Ctrl-C (or SIGTERM) stops
 everything it started, and nothing else.
 
@@ -13,8 +12,6 @@ everything it started, and nothing else.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import secrets
 import signal
@@ -25,17 +22,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
+from connectors.modbus_edge.agent import EDGE_KEYS
+from connectors.modbus_edge.device import DEVICE_KEYS
+from dashboards.app import PAGES
+from ioe.messages import LiveCommunity, LiveMember, MessageError, decode_live
+from ioe.registry import load_registry
 from ioe.settings import Settings, get_settings
 
 
 @dataclass(frozen=True)
 class Part:
-    """One process of the demo: its name, the module that must exist, and its arguments."""
+    """One process of the demo: its name and its ``ioe`` arguments."""
 
     name: str
-    module: str
     args: tuple[str, ...]
 
 
@@ -52,16 +54,10 @@ class Demo:
     registry: Path
     work_dir: Path
     children: list[Child] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
     # -- children ----------------------------------------------------------------------------
-    def start(self, part: Part) -> Child | None:
-        if not module_available(part.module):
-            self.missing.append(part.name)
-            print(f"  {part.name:<13} not available yet in this checkout ({part.module})",
-                  flush=True)
-            return None
+    def start(self, part: Part) -> Child:
         log_path = self.work_dir / f"{part.name}.log"
         log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen([sys.executable, "-m", "ioe.cli", *part.args],
@@ -101,33 +97,13 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         pass
 
 
-def module_available(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def command_help(command: str, env: dict[str, str]) -> str:
-    """The ``--help`` text of an ``ioe`` sub-command ('' when it cannot run)."""
-    try:
-        out = subprocess.run([sys.executable, "-m", "ioe.cli", *command.split(), "--help"],
-                             capture_output=True, text=True, timeout=60, env=env)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.stdout + out.stderr
-
-
 def modbus_edge_config(registry_path: Path, out: Path) -> Path:
     """An edge configuration listing every Modbus device of the registry.
 
-    The edge's own format is owned by the Modbus edge; this writes the obvious shape
-    (``devices: [{id, community_id, host, port, unit, map, poll_interval_s}]``), and the
-    registry path, so the edge can also resolve anything else it needs from there. When the
-    edge publishes the settings it accepts (``DEVICE_KEYS``, ``EDGE_KEYS``) only those are written.
+    The edge's own format is owned by the Modbus edge (``DEVICE_KEYS``, ``EDGE_KEYS``); this
+    writes ``devices: [{id, community_id, host, port, unit, map, poll_interval_s}]`` and the
+    registry path, so the edge can also resolve anything else it needs from there.
     """
-    from ioe.registry import load_registry
-
     registry = load_registry(registry_path)
     devices: list[dict[str, Any]] = []
     for device in registry.devices():
@@ -140,34 +116,16 @@ def modbus_edge_config(registry_path: Path, out: Path) -> Path:
             "unit": int(protocol.get("unit", 1)), "map": str(protocol.get("map", "sunspec")),
             "poll_interval_s": float(device.expected_interval_s),
         })
-    device_keys, edge_keys = _edge_keys()
-    if device_keys is not None:  # the edge rejects settings it does not know
-        devices = [{k: v for k, v in d.items() if k in device_keys} for d in devices]
+    devices = [{k: v for k, v in d.items() if k in DEVICE_KEYS} for d in devices]
     edge: dict[str, Any] = {"registry": str(Path(registry_path).resolve()),
                             "queue_path": str(out.parent / "modbus-edge.sqlite")}
-    if edge_keys is not None:
-        edge = {k: v for k, v in edge.items() if k in edge_keys}
+    edge = {k: v for k, v in edge.items() if k in EDGE_KEYS}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("# written by `ioe demo` from " + str(registry_path) + "\n"
                    + yaml.safe_dump({"edge": edge, "devices": devices}, sort_keys=False))
     return out
 
 
-def _edge_keys() -> tuple[set[str] | None, set[str] | None]:
-    """The device and edge settings the Modbus edge accepts, when it publishes them."""
-    try:
-        device_keys = set(importlib.import_module("connectors.modbus_edge.device").DEVICE_KEYS)
-    except Exception:  # noqa: BLE001 - not there (yet): write everything
-        device_keys = None
-    try:
-        edge_keys = set(importlib.import_module("connectors.modbus_edge.agent").EDGE_KEYS)
-    except Exception:  # noqa: BLE001
-        edge_keys = None
-    return device_keys, edge_keys
-
-
-#: the three views and the web port, unless the dashboards package says otherwise
-DEFAULT_VIEWS = {"mobile": "/m/", "tablet": "/tablet/", "control centre": "/control/"}
 DEFAULT_WEB_PORT = 8000
 #: page file of the dashboards app → the view it is
 VIEW_OF_PAGE = {"member": "mobile", "mobile": "mobile", "m": "mobile", "tablet": "tablet",
@@ -175,32 +133,21 @@ VIEW_OF_PAGE = {"member": "mobile", "mobile": "mobile", "m": "mobile", "tablet":
 
 
 def dashboard_urls(host: str = "127.0.0.1", port: int = DEFAULT_WEB_PORT) -> dict[str, str]:
-    """URLs of the three views; the paths come from ``dashboards.app.PAGES`` when it exists."""
-    views = dict(DEFAULT_VIEWS)
-    if module_available("dashboards.app"):
-        try:
-            pages = getattr(importlib.import_module("dashboards.app"), "PAGES", None) or {}
-            for path, filename in dict(pages).items():
-                view = VIEW_OF_PAGE.get(Path(str(filename)).stem)
-                if view:
-                    views[view] = str(path)
-        except Exception:  # noqa: BLE001 - a half-built package must not break the demo
-            pass
+    """URLs of the three views, from the pages the web app serves (``dashboards.app.PAGES``)."""
+    views = {VIEW_OF_PAGE[Path(filename).stem]: path for path, filename in PAGES.items()
+             if Path(filename).stem in VIEW_OF_PAGE}
     return {name: f"http://{host}:{port}{path}" for name, path in views.items()}
 
 
-def issue_token(env: dict[str, str], *attempts: list[str]) -> str | None:
-    """Run ``ioe tokens issue …`` with the first argument list that works; the token printed."""
-    for args in attempts:
-        try:
-            out = subprocess.run([sys.executable, "-m", "ioe.cli", "tokens", "issue", *args],
-                                 capture_output=True, text=True, timeout=60, env=env)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]
-        if out.returncode == 0 and lines:
-            return lines[-1]
-    return None
+def issue_token(env: dict[str, str], args: list[str]) -> str | None:
+    """Run ``ioe tokens issue …`` (in the demo's environment, so with its secret); the token."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "ioe.cli", "tokens", "issue", *args],
+                             capture_output=True, text=True, timeout=60, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    return lines[-1] if out.returncode == 0 and lines else None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -220,8 +167,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _ports_busy(registry_path: Path) -> list[int]:
-    from ioe.registry import load_registry
-    from ioe.stack import port_open
+    from devtools.stack import port_open
 
     registry = load_registry(registry_path)
     return [int(d.protocol["port"]) for d in registry.devices()
@@ -249,22 +195,19 @@ def _live_consumer(settings: Settings):  # noqa: ANN202 - kafka-python consumer
 
 def live_value_seen(message: bytes | None) -> bool:
     """A live update that carries a real power value (not only nulls/stale)."""
-    import orjson
-
     if not message:
         return False
     try:
-        data = orjson.loads(message)
-    except orjson.JSONDecodeError:
+        live = decode_live(message)
+    except (MessageError, orjson.JSONDecodeError):
         return False
-    if not isinstance(data, dict) or data.get("type") not in ("member", "community"):
+    if not isinstance(live, LiveMember | LiveCommunity):
         return False
-    return any(isinstance(data.get(k), int | float)
-               for k in ("generation_w", "consumption_w"))
+    return live.generation_w is not None or live.consumption_w is not None
 
 
 def run(args: argparse.Namespace) -> int:
-    from ioe import stack
+    from devtools import stack
     from ioe.commands.registry import publish
     from ioe.commands.schema import apply_schema
 
@@ -300,32 +243,25 @@ def run(args: argparse.Namespace) -> int:
         if args.check:
             consumer = _live_consumer(settings)
         print("== processes", flush=True)
-        edge_args: tuple[str, ...] = ()
-        if module_available("connectors.modbus_edge.command"):
-            config = modbus_edge_config(args.registry, work_dir / "modbus-edge.yaml")
-            edge_args = ("modbus-edge", "run", "--config", str(config))
-            if "--registry" in command_help("modbus-edge run", env):
-                edge_args += ("--registry", str(args.registry))
+        config = modbus_edge_config(args.registry, work_dir / "modbus-edge.yaml")
+        edge_args = ("modbus-edge", "run", "--config", str(config),
+                     "--registry", str(args.registry))
         sim_args = ["simulate", "--registry", str(args.registry), "--speed", f"{args.speed:g}",
                     "--seed", str(args.seed)]
         for fault in args.fault:
             sim_args += ["--fault", fault]
         parts = [
-            Part("simulator", "ioe.simulator.command", tuple(sim_args)),
-            Part("mqtt-bridge", "connectors.mqtt_bridge.command", ("mqtt-bridge", "run")),
-            Part("modbus-edge", "connectors.modbus_edge.command",
-                 edge_args or ("modbus-edge", "run")),
-            Part("worker", "streams.command", ("worker",)),
-            Part("web", "dashboards.command", ("web",)),
+            Part("simulator", tuple(sim_args)),
+            Part("mqtt-bridge", ("mqtt-bridge", "run")),
+            Part("modbus-edge", edge_args),
+            Part("worker", ("worker",)),
+            Part("web", ("web",)),
         ]
         for part in parts:
             if stop_requested["flag"]:
                 break
             demo.start(part)
         _print_access(demo, args.registry)
-        if demo.missing:
-            print(f"\nnot available yet: {', '.join(demo.missing)} — the rest runs without them",
-                  flush=True)
         if args.check:
             return _check(demo, consumer, args.check_timeout, stop_requested)
         print("\nCtrl-C stops everything started here.", flush=True)
@@ -352,22 +288,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_access(demo: Demo, registry_path: Path) -> None:
-    from ioe.registry import load_registry
-
     registry = load_registry(registry_path)
     community = next(iter(registry.communities.values()))
     member = community.members[0].id if community.members else None
     print("\n== open in a browser", flush=True)
-    if not module_available("dashboards.command"):
-        print("  (the web server is not available yet in this checkout)", flush=True)
     for name, url in dashboard_urls().items():
         print(f"  {name:<15} {url}", flush=True)
-    if not module_available("dashboards.tokens_command"):
-        print("  tokens: `ioe tokens` is not available yet in this checkout", flush=True)
-        return
-    member_token = issue_token(demo.env, ["--member", f"{community.id}:{member}"],
-                               ["--member", str(member), "--community", community.id],
-                               ["--member", str(member)]) if member else None
+    member_token = issue_token(demo.env, ["--member", f"{community.id}:{member}"]) \
+        if member else None
     operator_token = issue_token(demo.env, ["--operator", "--community", community.id])
     print(f"  member token   ({community.id}:{member}): {member_token or '(could not issue)'}",
           flush=True)
@@ -384,11 +312,6 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 def _check(demo: Demo, consumer: Any, timeout_s: float, stop: dict[str, bool]) -> int:
     needed = {"simulator", "mqtt-bridge", "worker"}
-    absent = needed & set(demo.missing)
-    if absent:
-        print(f"CHECK FAILED: {', '.join(sorted(absent))} not available, live values cannot "
-              "flow", flush=True)
-        return 1
     print(f"\n== check: waiting up to {timeout_s:g}s for live values on ioe.live", flush=True)
     deadline = time.monotonic() + timeout_s
     seen = 0

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from ioe.simulator.engine import SimConfig, Simulator
-from ioe.simulator.faults import Fault, FaultError, parse_fault
+from devtools.simulator.engine import SimConfig, Simulator
+from devtools.simulator.faults import Fault, FaultError, parse_fault
 
 from .conftest import Recorder, SimCommunity
 

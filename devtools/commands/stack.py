@@ -1,4 +1,4 @@
-"""``ioe stack up|down|status``: the local servers (see :mod:`ioe.stack`)."""
+"""``ioe stack up|down|status``: the local servers (see :mod:`devtools.stack`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ioe import stack
+from devtools import stack
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from devtools.simulator.engine import SimConfig, Simulator
+from devtools.simulator.state import load_state
 from ioe.settings import ROOT
-from ioe.simulator.engine import SimConfig, Simulator
-from ioe.simulator.state import load_state
 
 from .conftest import Recorder, SimCommunity, free_port
 

@@ -241,7 +241,7 @@ class PrivateMosquitto:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        from ioe.stack import port_open
+        from devtools.stack import port_open
 
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log,
