@@ -35,7 +35,9 @@ stamp=.venv/.ioe-installed
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
   echo "installing Python packages into .venv …"
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e ".[dev]"
+  # compat mode: a .pth with the checkout's root, so a package added later (a new top-level
+  # folder) is importable without reinstalling
+  .venv/bin/pip install -q -e ".[dev]" --config-settings editable_mode=compat
   touch "$stamp"
 fi
 

@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     module = _load(command)
     if module is None:
-        print(f"ioe {command.name}: not yet available in this version ({command.help})",
-              file=sys.stderr)
+        print(f"ioe {command.name}: not yet available in this version ({command.help}); "
+              f"module {command.module} is not installed", file=sys.stderr)
         return NOT_AVAILABLE
     parser = argparse.ArgumentParser(prog=f"ioe {command.name}", description=command.help)
     module.configure(parser)
