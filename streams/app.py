@@ -65,7 +65,7 @@ def create_app(settings: Settings, config: WorkerConfig) -> tuple[faust.App, Wor
         broker_heartbeat_interval=min(3.0, config.session_timeout_s / 3),
         web_enabled=config.web_port is not None,
         web_port=config.web_port or 6066,
-        web_bind="127.0.0.1",
+        web_bind=config.bind,
         autodiscover=False,
     )
     topics = {
@@ -88,6 +88,13 @@ def create_app(settings: Settings, config: WorkerConfig) -> tuple[faust.App, Wor
     if config.stall_s > 0:
         app.timer(interval=max(1.0, config.stall_s / 6))(processor.check_stall)
 
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        """Readiness for a load balancer or Kubernetes: 200 once this worker can process."""
+        reasons = not_ready_reasons(app, follower.ready.is_set())
+        return web.json({"ready": not reasons, "reasons": reasons},
+                        status=503 if reasons else 200)
+
     app.agent(topics[READINGS], name=f"{ident}.readings")(processor.agent)
     app.timer(interval=max(0.05, min(config.live_interval_s, 1.0) / 4))(processor.flush_live)
     app.task(_forever(follower.run, "registry follower"))
@@ -98,6 +105,23 @@ def create_app(settings: Settings, config: WorkerConfig) -> tuple[faust.App, Wor
     if config.anomalies:
         anomaly_agent.setup(ctx)
     return app, ctx
+
+
+def not_ready_reasons(app: faust.App, registry_known: bool) -> list[str]:
+    """Why this worker cannot process readings yet (empty = ready).
+
+    A worker is ready when it knows the registry (readings of unknown communities would be
+    dead-lettered), is not in the middle of a rebalance, and its tables are recovered from their
+    changelogs (before that, a balance would start from nothing)."""
+    reasons = []
+    if not registry_known:
+        reasons.append("registry not loaded yet")
+    if app.rebalancing:
+        reasons.append("rebalancing")
+    recovery = app.tables.recovery
+    if not recovery.completed.is_set():
+        reasons.append("tables recovering")
+    return reasons
 
 
 class StateTable(faust.Table):

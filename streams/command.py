@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web-port", type=int, default=None,
                         help="serve Faust's web interface on this port (default: disabled)")
+    parser.add_argument("--bind", default="127.0.0.1",
+                        help="address of the web (/ready) and metrics ports (default 127.0.0.1; "
+                             "0.0.0.0 in a container)")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus metrics on this port (default: disabled)")
     parser.add_argument("--lateness-s", type=float, default=300.0,
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         stall_s=args.stall_s,
         lateness_s=args.lateness_s, staleness_s=args.staleness_s,
         live_interval_s=args.live_interval_s, emit_min_s=args.emit_min_s,
-        max_gap_s=args.max_gap_s, web_port=args.web_port, data_dir=Path(data_dir),
+        max_gap_s=args.max_gap_s, web_port=args.web_port, bind=args.bind, data_dir=Path(data_dir),
         worker_id=args.workers_id, sink=not args.no_sink, sink_flush_s=args.sink_flush_s,
         log_level=logging.getLevelName(logging.getLogger().level).lower(),
     )
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(args.metrics_port, addr="127.0.0.1", registry=ctx.metrics)
+        start_http_server(args.metrics_port, addr=args.bind, registry=ctx.metrics)
     log.info("worker %s: topics prefix %r, ClickHouse db %s", app.conf.id,
              settings.topic_prefix, settings.clickhouse_database)
     worker = faust.Worker(app, loglevel=config.log_level, quiet=True)

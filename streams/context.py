@@ -44,6 +44,9 @@ class WorkerConfig:
     emit_min_s: float = 1.0
     max_gap_s: float = 1800.0
     web_port: int | None = None
+    #: address of Faust's web server (``/ready``) and the metrics; 0.0.0.0 in a pod, so the
+    #: kubelet's probes reach them
+    bind: str = "127.0.0.1"
     data_dir: Path = Path(".local/faust")
     worker_id: str = "ioe-worker"
     sink: bool = True
