@@ -132,17 +132,10 @@ class Community:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_members", {m.id: m for m in self.members})
-        object.__setattr__(self, "_by_cups", {m.cups: m for m in self.members})
         object.__setattr__(self, "_devices", {d.id: d for d in self.devices})
 
     def member(self, member_id: str) -> Member | None:
         return self._members.get(member_id)  # type: ignore[attr-defined,no-any-return]
-
-    def member_by_cups(self, cups: str) -> Member | None:
-        found = self._by_cups.get(cups)  # type: ignore[attr-defined]
-        if found is None:
-            found = next((m for m in self.members if m.cups[:20] == cups[:20]), None)
-        return found  # type: ignore[no-any-return]
 
     def device(self, device_id: str) -> Device | None:
         return self._devices.get(device_id)  # type: ignore[attr-defined,no-any-return]

@@ -79,16 +79,6 @@ class BalanceEngine:
         #: community id -> (the Community object, intervals computed for it): see _known
         self._computed: dict[str, tuple[Community, set[tuple[int, int]]]] = {}
 
-    def rebind(self, *, slots: Table, official: Table, pending: Table, emitted: Table,
-               watermarks: Table) -> None:
-        """Use other table objects (the worker's per-batch write-back views) for the same
-        state; the in-memory caches (watermarks, indexes, computed intervals) stay."""
-        self.slots = self.calculator.slots = slots
-        self.official = self.calculator.official = official
-        self.emitted = emitted
-        self.windows.pending = pending
-        self.windows.watermarks = watermarks
-
     @property
     def pending(self) -> Table:
         return self.windows.pending

@@ -8,10 +8,10 @@ import orjson
 import pytest
 from anomaly_helpers import MIN, Harness, community, ms, reading
 
+from ioe.messages import LiveAlarm
 from streams.anomalies.config import AnomalyConfig
 from streams.anomalies.engine import AnomalyEngine
 from streams.anomalies.lifecycle import Alarm
-from streams.anomalies.messages import live_messages
 
 T0 = ms(2026, 6, 21, 6, 0)
 
@@ -115,10 +115,10 @@ def test_live_messages_go_to_operators_and_the_owning_member_only():
     h.feed([reading("meter-m2", T0 + i * MIN, 65535.0) for i in range(3)])
     h.feed([reading("inv-1", T0 + i * MIN, 65535.0) for i in range(3)])
     member_alarm, plant_alarm = h.of("out_of_range", "open")
-    assert [m.to_dict()["channel"] for m in live_messages(member_alarm)] == [
+    assert [m.to_dict()["channel"] for m in LiveAlarm.for_alarm(member_alarm)] == [
         "operators:ce-test", "member:ce-test:m2"]
-    assert [m.to_dict()["channel"] for m in live_messages(plant_alarm)] == ["operators:ce-test"]
-    msg = live_messages(member_alarm)[0].to_dict()
+    assert [m.to_dict()["channel"] for m in LiveAlarm.for_alarm(plant_alarm)] == ["operators:ce-test"]
+    msg = LiveAlarm.for_alarm(member_alarm)[0].to_dict()
     assert msg["type"] == "alarm" and msg["v"] == 1
     assert msg["alarm"]["kind"] == "out_of_range" and msg["alarm"]["member_id"] == "m2"
 
