@@ -24,6 +24,7 @@ SCENARIOS = (
     ("clickhouse", "bench.bench_clickhouse", "monthly settlement query over a year"),
     ("pipeline", "bench.bench_pipeline", "Kafka→worker→ClickHouse ingest, meter→websocket latency"),
     ("anomalies", "bench.anomaly_eval", "anomaly precision / recall / detection delay"),
+    ("optimise", "bench.bench_optimise", "coefficient optimisation: a year × 30/150 members"),
 )
 
 

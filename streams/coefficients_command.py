@@ -2,7 +2,9 @@
 
 ``validate FILE [--year YYYY]`` checks format, CUPS check letters, hours and sums;
 ``convert --to hourly|static FILE [--year YYYY] --out FILE`` turns a static file into the hourly
-form of a year (every hour the same β) or collapses an hourly file whose β never changes.
+form of a year (every hour the same β) or collapses an hourly file whose β never changes;
+``optimise --consumption C.csv --generation G.csv --current FILE --year YYYY --out OUT`` writes
+next year's coefficients from last year's hourly data (:mod:`streams.optimise_command`).
 Exit codes: 0 fine, 2 invalid input (the message names the file and line).
 """
 

@@ -25,8 +25,12 @@ Why the problem decomposes (and the solver sees only what it must):
 * *hourly, self-consumption, annual shares kept*: hours couple only through each member's annual
   total ``T(i) = share(i)·ΣG``. Self-consumption is then a bipartite max-flow
   ``max Σ s  s.t. Σ_i s(i,h) ≤ G'(h), Σ_h s(i,h) ≤ T'(i), 0 ≤ s ≤ C'`` (one variable per
-  member-sunny-hour with demand, only n + hours rows); the surplus is then spread so every hour
-  and every member add up exactly (a proportional transportation fill, closed form);
+  member-sunny-hour with demand, only hours + 2n rows), solved as an LP by HiGHS's interior
+  point method. With the file in force as baseline, ``Σ_h s(i,h) ≥`` what the baseline
+  self-consumes for member ``i``: free, since the baseline is a feasible flow and augmenting
+  paths never lower the flow through a member. Any split of the left-over surplus keeps the
+  optimum, so a small member-month LP spends it where simplified compensation pays most, and a
+  proportional fill spreads each month's part over its hours (rows and columns add up exactly);
 * the *savings* objective values surplus through simplified compensation, which is capped per
   member and billing month, so it keeps explicit surplus variables and one compensation variable
   per member-month;
@@ -106,6 +110,14 @@ def _wall_hours(starts_ms: Sequence[int], tz: str) -> list[tuple[date, int, int]
     return out
 
 
+def local_day_hours(day: date, tz: str = "Europe/Madrid") -> int:
+    """23, 24 or 25: the elapsed hours of a local day."""
+    zone = ZoneInfo(tz)
+    start = datetime(day.year, day.month, day.day, tzinfo=zone)
+    end = datetime.fromordinal(day.toordinal() + 1).replace(tzinfo=zone)
+    return round((end.timestamp() - start.timestamp()) / 3600)
+
+
 def target_hour_starts(year: int, tz: str = "Europe/Madrid") -> list[int]:
     """UTC start of hours 0001…8760/8784 of ``year`` (elapsed hours from 1 January 00:00)."""
     start = year_start_ms(year, tz)
@@ -115,7 +127,7 @@ def target_hour_starts(year: int, tz: str = "Europe/Madrid") -> list[int]:
 def pick_history_day(target: date, by_type: dict[int, list[date]]) -> date:
     """The history day of the same type nearest in the season (ties: the more recent day).
 
-    Falls back to any day of the same weekday class (weekday vs free day) and then to any day,
+    Only complete history days are candidates (unless none is). Falls back to any day of the same weekday class (weekday vs free day) and then to any day,
     so a short history still maps; the choice is reported through :class:`YearMapping`.
     """
     kind = day_type(target)
@@ -125,7 +137,7 @@ def pick_history_day(target: date, by_type: dict[int, list[date]]) -> date:
     for pool in pools:
         if pool:
             return min(pool, key=lambda d: (_season_distance(d, target), -d.toordinal()))
-    raise OptimiseError("the history has no complete day to model the target year with")
+    raise OptimiseError("the history has no day to model the target year with")
 
 
 def map_to_year(history_starts_ms: Sequence[int], year: int,
@@ -140,18 +152,18 @@ def map_to_year(history_starts_ms: Sequence[int], year: int,
     by_day: dict[date, dict[tuple[int, int], int]] = {}
     for index, (day, hour, fold) in enumerate(walls):
         by_day.setdefault(day, {})[(hour, fold)] = index
+    complete = [d for d in sorted(by_day) if len(by_day[d]) == local_day_hours(d, tz)]
     by_type: dict[int, list[date]] = {}
-    for day in sorted(by_day):
+    for day in complete or sorted(by_day):  # a history of partial days only still maps
         by_type.setdefault(day_type(day), []).append(day)
     targets = target_hour_starts(year, tz)
     chosen: dict[date, date] = {}
-    index = np.empty(len(targets), dtype=np.int64)
+    source = np.empty(len(targets), dtype=np.int64)
     for k, (day, hour, fold) in enumerate(_wall_hours(targets, tz)):
         if day not in chosen:
             chosen[day] = pick_history_day(day, by_type)
-        hours = by_day[chosen[day]]
-        index[k] = _hour_in_day(hours, hour, fold)
-    return YearMapping(year, tz, index, tuple(sorted(chosen.items())))
+        source[k] = _hour_in_day(by_day[chosen[day]], hour, fold)
+    return YearMapping(year, tz, source, tuple(sorted(chosen.items())))
 
 
 def _hour_in_day(hours: dict[tuple[int, int], int], hour: int, fold: int) -> int:
@@ -166,13 +178,18 @@ def _hour_in_day(hours: dict[tuple[int, int], int], hour: int, fold: int) -> int
 @dataclass(frozen=True)
 class Problem:
     """One target year: ``consumption[i, h]`` and ``generation[h]`` kWh, ``shares[i]`` the
-    members' annual shares (Σ = 1), ``month[h]`` the billing month 0…11 of each hour."""
+    members' annual shares (Σ = 1), ``month[h]`` the billing month 0…11 of each hour.
+
+    ``baseline[i, h]``, when given, is the coefficient file in force laid on the same hours: the
+    optimiser then guarantees that no member ends up worse off than under it (see
+    :func:`optimise`)."""
 
     members: tuple[str, ...]
     consumption: np.ndarray
     generation: np.ndarray
     shares: np.ndarray
     month: np.ndarray
+    baseline: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, hours = self.consumption.shape
@@ -183,6 +200,8 @@ class Problem:
             raise OptimiseError("negative consumption")
         if abs(float(self.shares.sum()) - 1.0) > 1e-6:
             raise OptimiseError(f"annual shares sum to {self.shares.sum():.6f}, not 1")
+        if self.baseline is not None and self.baseline.shape != (n, hours):
+            raise OptimiseError("the baseline coefficients disagree in shape")
 
 
 @dataclass(frozen=True)
@@ -225,7 +244,7 @@ class Solution:
 
     betas: np.ndarray
     outcome: Outcome
-    method: str  # closed-form | highs-lp | current-shares
+    method: str  # closed-form | highs-lp | current-shares | marginal-equalisation
     solve_s: float
     variables: int = 0
     constraints: int = 0
@@ -242,14 +261,37 @@ def evaluate(betas: np.ndarray, problem: Problem) -> Outcome:
                    (problem.consumption - self_consumed).sum(axis=1))
 
 
+def savings_eur(betas: np.ndarray, problem: Problem, price_energy: float,
+                price_surplus: float) -> np.ndarray:
+    """€ saved per member over the year: ``p_e·Σ SC + Σ_month min(p_s·S, p_e·I)`` (simplified
+    compensation per billing month, as :mod:`streams.energy.monthly` computes it)."""
+    assigned = betas * np.maximum(problem.generation, 0.0)[None, :]
+    sc = np.minimum(assigned, problem.consumption)
+    one_hot = _month_matrix(problem.month)
+    surplus_m = (assigned - sc) @ one_hot
+    import_m = (problem.consumption - sc) @ one_hot
+    comp = np.minimum(price_surplus * surplus_m, price_energy * import_m).sum(axis=1)
+    return price_energy * sc.sum(axis=1) + comp
+
+
 def optimise(problem: Problem, options: Options) -> Solution:
-    """Best coefficients for ``problem`` under ``options`` (see the module docstring)."""
+    """Best coefficients for ``problem`` under ``options`` (see the module docstring).
+
+    With annual shares kept and a baseline (the file in force), the hourly optimum is chosen so
+    that every member keeps at least the self-consumption (objective ``self-consumption``) or the
+    € savings (``savings``) the baseline gives it: the baseline is a feasible point of the same
+    programme, so this never makes the problem infeasible, and for self-consumption it costs the
+    community nothing (an augmenting path of a max-flow never lowers the flow through a member).
+    """
     n = len(problem.members)
     if options.min_share * n > 1.0 + 1e-12:
         raise OptimiseError(f"min share {options.min_share} × {n} members exceeds 1")
     if options.keep_annual_shares and np.any(problem.shares < options.min_share - 1e-12):
         raise OptimiseError("min share above a member's annual share: with annual shares kept "
                             "that member cannot reach its floor every hour")
+    if options.objective == "savings" and options.price_surplus > options.price_energy:
+        raise OptimiseError("the surplus price exceeds the energy price: simplified "
+                            "compensation never pays more for surplus than for energy")
     started = time.perf_counter()
     if options.mode == "static":
         betas, method, size, notes = _static(problem, options)
@@ -287,20 +329,25 @@ def _reduce(problem: Problem, options: Options) -> _Reduced:
     return _Reduced(sunny, np.maximum(supply, 0.0), demand, floor, np.maximum(target, 0.0))
 
 
-def _betas_from(problem: Problem, red: _Reduced, extra: np.ndarray) -> np.ndarray:
-    """β = (floor + extra) / G on sunny hours; the annual shares where the plant gives nothing
-    (any β assigns 0 kWh there, and the shares keep the file readable)."""
-    betas = np.repeat(problem.shares[:, None], problem.generation.size, axis=1)
+def _betas_from(problem: Problem, red: _Reduced, extra: np.ndarray,
+                min_share: float) -> np.ndarray:
+    """β = (floor + extra) / G on sunny hours. Where the plant gives nothing any β assigns
+    0 kWh: those hours get the annual shares (above the floor), which keeps the file readable."""
+    n, hours = problem.consumption.shape
+    night = min_share + (1.0 - n * min_share) * problem.shares
+    betas = np.repeat(night[:, None], hours, axis=1)
     g = problem.generation[red.sunny]
     sunny = (red.floor + extra) / g[None, :]
     total = sunny.sum(axis=0, keepdims=True)
-    fallback = np.repeat(problem.shares[:, None], g.size, axis=1)
+    fallback = np.repeat(night[:, None], g.size, axis=1)
     betas[:, red.sunny] = np.where(total > 0, sunny / np.where(total > 0, total, 1.0), fallback)
     return betas
 
 
-def _hourly_greedy(problem: Problem, options: Options) -> tuple[np.ndarray, str, tuple[int, int],
-                                                                 list[str]]:
+Result = tuple[np.ndarray, str, tuple[int, int], list[str]]
+
+
+def _hourly_greedy(problem: Problem, options: Options) -> Result:
     """Each hour alone: cover every remaining demand; when short, ration proportionally (any
     split of a short hour self-consumes all of it); the surplus follows the annual shares."""
     red = _reduce(problem, options)
@@ -310,7 +357,7 @@ def _hourly_greedy(problem: Problem, options: Options) -> tuple[np.ndarray, str,
     s = red.demand * ratio[None, :]
     leftover = red.supply - s.sum(axis=0)
     extra = s + problem.shares[:, None] * np.maximum(leftover, 0.0)[None, :]
-    return _betas_from(problem, red, extra), "closed-form", (0, 0), []
+    return _betas_from(problem, red, extra, options.min_share), "closed-form", (0, 0), []
 
 
 def _fill_surplus(row_left: np.ndarray, col_left: np.ndarray) -> np.ndarray:
@@ -322,43 +369,143 @@ def _fill_surplus(row_left: np.ndarray, col_left: np.ndarray) -> np.ndarray:
     return col_left[:, None] * row_left[None, :] / total
 
 
-def _hourly_flow(problem: Problem, options: Options) -> tuple[np.ndarray, str, tuple[int, int],
-                                                               list[str]]:
+def _baseline_split(problem: Problem, options: Options,
+                    red: _Reduced) -> tuple[np.ndarray | None, list[str]]:
+    """The baseline's self-consumption above the floor, ``s(i,h)`` on sunny hours — a feasible
+    point of the reduced problem — or None when there is no baseline or it breaks the floor."""
+    if problem.baseline is None or not options.keep_annual_shares:
+        return None, []
+    base = problem.baseline[:, red.sunny]
+    if np.any(base < options.min_share - 1e-9):
+        return None, ["the current file has coefficients below --min-share: no member-by-member "
+                      "guarantee against it"]
+    g = problem.generation[red.sunny]
+    c = problem.consumption[:, red.sunny]
+    s = np.minimum(base * g[None, :], c) - np.minimum(red.floor, c)
+    return np.maximum(s, 0.0), []
+
+
+def _lower_bound(value: np.ndarray) -> np.ndarray:
+    """A guarantee a hair below the baseline, so solver tolerances cannot make it infeasible."""
+    return value * (1.0 - 1e-7) - 1e-9
+
+
+def _hourly_flow(problem: Problem, options: Options) -> Result:
     """Self-consumption with annual shares kept, as the bipartite max-flow LP of the module
-    docstring; only member-hours with remaining demand become variables."""
+    docstring; only member-hours with remaining demand become variables. With a baseline, each
+    member's total is also bounded below by what the baseline self-consumes."""
     red = _reduce(problem, options)
     n, k = red.demand.shape
+    base, notes = _baseline_split(problem, options, red)
     member, hour = np.nonzero(red.demand > 0)
     m = member.size
+    rows = k + n
     if m == 0:
         s = np.zeros((n, k))
     else:
         cols = np.arange(m)
-        a_ub = sp.csr_matrix(sp.vstack([
-            sp.coo_matrix((np.ones(m), (hour, cols)), shape=(k, m)),
-            sp.coo_matrix((np.ones(m), (member, cols)), shape=(n, m))]))
-        b_ub = np.concatenate([red.supply, red.target])
+        blocks = [sp.coo_matrix((np.ones(m), (hour, cols)), shape=(k, m)),
+                  sp.coo_matrix((np.ones(m), (member, cols)), shape=(n, m))]
+        b_ub = [red.supply, red.target]
+        if base is not None:
+            blocks.append(sp.coo_matrix((-np.ones(m), (member, cols)), shape=(n, m)))
+            b_ub.append(-_lower_bound(base.sum(axis=1)))
+            rows += n
         bounds = np.column_stack([np.zeros(m), red.demand[member, hour]])
-        result = linprog(-np.ones(m), A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs-ipm")
+        result = linprog(-np.ones(m), A_ub=sp.csr_matrix(sp.vstack(blocks)),
+                         b_ub=np.concatenate(b_ub), bounds=bounds, method="highs-ipm")
         _check(result)
         s = np.zeros((n, k))
         s[member, hour] = np.clip(result.x, 0.0, red.demand[member, hour])
     row_left = np.maximum(red.supply - s.sum(axis=0), 0.0)
     col_left = np.maximum(red.target - s.sum(axis=1), 0.0)
-    extra = s + _fill_surplus(row_left, col_left)
-    return _betas_from(problem, red, extra), "highs-lp", (m, k + n), []
+    fill, fill_notes = _surplus_by_month(problem, options, red, s, row_left, col_left)
+    extra = s + fill
+    return (_betas_from(problem, red, extra, options.min_share), "highs-lp", (m, rows),
+            notes + fill_notes)
+
+
+def _surplus_by_month(problem: Problem, options: Options, red: _Reduced, s: np.ndarray,
+                      row_left: np.ndarray, col_left: np.ndarray) -> tuple[np.ndarray,
+                                                                           list[str]]:
+    """Where each member's surplus goes, once self-consumption is at its maximum.
+
+    Any split of the leftover energy with the right hour and member totals keeps the
+    self-consumption exactly at the optimum (each member-hour self-consumes at least ``s``, and
+    no more in total), so the split is free; it decides the € of simplified compensation,
+    which is capped per member and billing month. A small LP (two variables per member-month)
+    picks the monthly surplus ``E(i,m)`` that compensates most — if possible with no member's €
+    below the baseline's — and each month's part is spread over the month's hours in proportion
+    to what is left in them (rows and columns then add up exactly).
+    """
+    n, k = s.shape
+    month = problem.month[red.sunny]
+    one_hot = _month_matrix(month)
+    left_month = row_left @ one_hot
+    total = left_month.sum()
+    if total <= 0 or col_left.sum() <= 0:
+        return np.zeros((n, k)), []
+    col = col_left * (total / col_left.sum())  # the same energy, to the last bit
+    pe, ps = options.price_energy, options.price_surplus
+    c_sunny = problem.consumption[:, red.sunny]
+    floor_sc = np.minimum(red.floor, c_sunny)
+    self_consumed = floor_sc + s
+    surplus0 = np.maximum(red.floor - c_sunny, 0.0) @ one_hot
+    imports = _month_sums(problem.consumption, problem.month) - self_consumed @ one_hot
+    cells = 12 * n
+    e_cols, c_cols = np.arange(cells), cells + np.arange(cells)
+    cell_member, cell_month = np.repeat(np.arange(n), 12), np.tile(np.arange(12), n)
+    a_ub = sp.coo_matrix((np.concatenate([-ps * np.ones(cells), np.ones(cells)]),
+                          (np.tile(np.arange(cells), 2), np.concatenate([e_cols, c_cols]))),
+                         shape=(cells, 2 * cells))
+    b_ub = ps * surplus0.ravel()
+    a_eq = sp.csr_matrix(sp.vstack([
+        sp.coo_matrix((np.ones(cells), (cell_month, e_cols)), shape=(12, 2 * cells)),
+        sp.coo_matrix((np.ones(cells), (cell_member, e_cols)), shape=(n, 2 * cells))]))
+    b_eq = np.concatenate([left_month, col])
+    bounds = np.column_stack([np.zeros(2 * cells),
+                              np.concatenate([np.where(left_month[cell_month] > 0, np.inf, 0.0),
+                                              pe * np.maximum(imports, 0.0).ravel()])])
+    cost = np.concatenate([np.zeros(cells), -np.ones(cells)])
+    notes: list[str] = []
+    result = None
+    if problem.baseline is not None and options.keep_annual_shares:
+        wanted = (savings_eur(problem.baseline, problem, pe, ps)
+                  - pe * self_consumed.sum(axis=1))
+        guard = sp.coo_matrix((-np.ones(cells), (cell_member, c_cols)), shape=(n, 2 * cells))
+        result = linprog(cost, A_ub=sp.csr_matrix(sp.vstack([a_ub, guard])),
+                         b_ub=np.concatenate([b_ub, -_lower_bound(wanted)]), A_eq=a_eq,
+                         b_eq=b_eq, bounds=bounds, method="highs")
+        if result.status != 0:
+            notes.append("some member's € savings fall below the current file's at the "
+                         "self-consumption optimum (use --objective savings to guard them)")
+            result = None
+    if result is None:
+        result = linprog(cost, A_ub=sp.csr_matrix(a_ub), b_ub=b_ub, A_eq=a_eq, b_eq=b_eq,
+                         bounds=bounds, method="highs")
+    if result.status != 0:  # cannot happen (any split is feasible); stay correct anyway
+        return _fill_surplus(row_left, col_left), notes
+    monthly = np.maximum(result.x[e_cols].reshape(n, 12), 0.0)
+    fill = np.zeros((n, k))
+    for mth in np.flatnonzero(left_month > 0):
+        here = month == mth
+        fill[:, here] = monthly[:, mth][:, None] * (row_left[here] / left_month[mth])[None, :]
+    return fill, notes
+
+
+def _month_matrix(month: np.ndarray) -> np.ndarray:
+    """One-hot (hours, 12): ``values @ M`` sums every row per billing month."""
+    out = np.zeros((month.size, 12))
+    out[np.arange(month.size), month] = 1.0
+    return out
 
 
 def _month_sums(values: np.ndarray, month: np.ndarray) -> np.ndarray:
     """Σ over each billing month: (n, hours) → (n, 12)."""
-    out = np.zeros((values.shape[0], 12))
-    for mth in range(12):
-        out[:, mth] = values[:, month == mth].sum(axis=1)
-    return out
+    return np.asarray(values @ _month_matrix(month))
 
 
-def _hourly_savings(problem: Problem, options: Options) -> tuple[np.ndarray, str,
-                                                                 tuple[int, int], list[str]]:
+def _hourly_savings(problem: Problem, options: Options) -> Result:
     """Maximise € saved: ``p_e·Σ SC + Σ_member-month min(p_s·S, p_e·I)`` (DESIGN.md §1).
 
     The surplus only matters through its member-month total (compensation is capped per billing
@@ -366,7 +513,8 @@ def _hourly_savings(problem: Problem, options: Options) -> tuple[np.ndarray, str
     afterwards by a proportional fill. Variables: s(i,h) ≤ C' (member-hours with demand),
     E(i,m) ≥ 0, comp(i,m) ≥ 0. Rows: Σ_i s ≤ G'(h); Σ_i E(i,m) = Σ_{h∈m} (G' − Σ_i s);
     Σ_h s + Σ_m E = T'(i) when annual shares are kept; comp ≤ p_s·(E + floor surplus);
-    comp ≤ p_e·(Σ_{h∈m} C' − Σ_{h∈m} s) over the whole month (night hours included).
+    comp ≤ p_e·(Σ_{h∈m} C' − Σ_{h∈m} s) over the whole month (night hours included); with a
+    baseline, each member's € above the floor's ≥ the baseline's.
     """
     red = _reduce(problem, options)
     pe, ps = options.price_energy, options.price_surplus
@@ -388,8 +536,16 @@ def _hourly_savings(problem: Problem, options: Options) -> tuple[np.ndarray, str
     floor_surplus = np.maximum(red.floor - problem.consumption[:, red.sunny], 0.0)
     remaining = problem.consumption.copy()
     remaining[:, red.sunny] = red.demand
-    b_ub = np.concatenate([red.supply, ps * _month_sums(floor_surplus, month).ravel(),
-                           pe * _month_sums(remaining, problem.month).ravel()])
+    b_ub = [red.supply, ps * _month_sums(floor_surplus, month).ravel(),
+            pe * _month_sums(remaining, problem.month).ravel()]
+    base, notes = _baseline_split(problem, options, red)
+    if base is not None and problem.baseline is not None:
+        floor_sc = pe * np.minimum(red.floor, problem.consumption[:, red.sunny]).sum(axis=1)
+        wanted = savings_eur(problem.baseline, problem, pe, ps) - floor_sc
+        ub.append(sp.coo_matrix((np.concatenate([-pe * np.ones(m), -np.ones(12 * n)]),
+                                 (np.concatenate([member, e_member]),
+                                  np.concatenate([s_cols, c_cols]))), shape=(n, width)))
+        b_ub.append(-_lower_bound(wanted))
     supply_month = np.zeros(12)
     np.add.at(supply_month, month, red.supply)
     eq = [sp.coo_matrix((np.concatenate([np.ones(12 * n), np.ones(m)]),
@@ -406,8 +562,8 @@ def _hourly_savings(problem: Problem, options: Options) -> tuple[np.ndarray, str
                                               np.full(24 * n, np.inf)])])
     c = np.concatenate([-pe * np.ones(m), np.zeros(12 * n), -np.ones(12 * n)])
     a_ub, a_eq = sp.csr_matrix(sp.vstack(ub)), sp.csr_matrix(sp.vstack(eq))
-    result = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.concatenate(b_eq),
-                     bounds=bounds, method="highs-ipm")
+    result = linprog(c, A_ub=a_ub, b_ub=np.concatenate(b_ub), A_eq=a_eq,
+                     b_eq=np.concatenate(b_eq), bounds=bounds, method="highs-ipm")
     _check(result)
     x = np.maximum(result.x, 0.0)
     s = np.zeros((n, k))
@@ -418,12 +574,12 @@ def _hourly_savings(problem: Problem, options: Options) -> tuple[np.ndarray, str
     for mth in range(12):
         here = month == mth
         extra[:, here] += _fill_surplus(left[here], surplus_month[:, mth])
-    return _betas_from(problem, red, extra), "highs-lp", (width, a_ub.shape[0] + a_eq.shape[0]), []
+    return (_betas_from(problem, red, extra, options.min_share), "highs-lp",
+            (width, a_ub.shape[0] + a_eq.shape[0]), notes)
 
 
 # -- static --------------------------------------------------------------------------------------
-def _static(problem: Problem, options: Options) -> tuple[np.ndarray, str, tuple[int, int],
-                                                         list[str]]:
+def _static(problem: Problem, options: Options) -> Result:
     """One β per member. Each member's value ``v(β)`` (self-consumption Σ min(β·G, C), or €
     ``Σ_m min(p_s·β·G_m + (p_e − p_s)·SC_m(β), p_e·C_m)``) is concave and piecewise linear in
     its own β, so ``max Σ v_i(β_i), Σ β = 1, β ≥ floor`` is solved exactly by equalising
@@ -438,22 +594,22 @@ def _static(problem: Problem, options: Options) -> tuple[np.ndarray, str, tuple[
             "(pass --no-keep-annual-shares to move energy between members)"]
     sunny = np.flatnonzero(problem.generation > 0)
     g, c = problem.generation[sunny], problem.consumption[:, sunny]
-    month = problem.month[sunny]
+    one_hot = _month_matrix(problem.month[sunny])
     c_month = _month_sums(problem.consumption, problem.month)
-    g_month = np.zeros(12)
-    np.add.at(g_month, month, g)
+    g_month = g @ one_hot
     pe, ps = options.price_energy, options.price_surplus
     savings = options.objective == "savings"
 
     def slope(beta: np.ndarray) -> np.ndarray:
         """Right derivative of every member's value at ``beta`` (vectorised over members)."""
-        open_ = (beta[:, None] * g[None, :]) < c  # hours where more β still self-consumes
+        assigned = beta[:, None] * g[None, :]
+        open_g = (assigned < c) * g[None, :]  # hours where more β still self-consumes
         if not savings:
-            return (open_ * g[None, :]).sum(axis=1)
-        d_sc = _month_sums(open_ * g[None, :], month)
-        sc = _month_sums(np.minimum(beta[:, None] * g[None, :], c), month)
+            return np.asarray(open_g.sum(axis=1))
+        d_sc = open_g @ one_hot
+        sc = np.minimum(assigned, c) @ one_hot
         below = ps * beta[:, None] * g_month[None, :] + (pe - ps) * sc < pe * c_month - 1e-12
-        return (below * (ps * g_month[None, :] + (pe - ps) * d_sc)).sum(axis=1)
+        return np.asarray((below * (ps * g_month[None, :] + (pe - ps) * d_sc)).sum(axis=1))
 
     lo_b, hi_b = np.full(n, options.min_share), np.ones(n)
 
@@ -461,7 +617,7 @@ def _static(problem: Problem, options: Options) -> tuple[np.ndarray, str, tuple[
         """Largest β (per member) whose marginal value is still ≥ μ."""
         lo, hi = lo_b.copy(), hi_b.copy()
         ok_hi = slope(hi - 1e-12) >= mu
-        for _ in range(50):
+        for _ in range(40):
             mid = (lo + hi) / 2
             good = slope(mid) >= mu
             lo, hi = np.where(good, mid, lo), np.where(good, hi, mid)
@@ -478,8 +634,10 @@ def _static(problem: Problem, options: Options) -> tuple[np.ndarray, str, tuple[
     b_more, b_less = beta_at(mu_lo), beta_at(mu_hi)  # Σ ≥ 1 and Σ ≤ 1
     gap = b_more.sum() - b_less.sum()
     t = 0.0 if gap <= 0 else (1.0 - b_less.sum()) / gap
-    beta = np.clip(b_less + t * (b_more - b_less), options.min_share, 1.0)
-    beta = beta / beta.sum()
+    above = np.maximum(b_less + t * (b_more - b_less) - options.min_share, 0.0)
+    room = 1.0 - n * options.min_share
+    beta = options.min_share + (room * above / above.sum() if above.sum() > 0
+                                else room * problem.shares)
     return np.repeat(beta[:, None], hours, axis=1), "marginal-equalisation", (n, 1), []
 
 
@@ -509,9 +667,9 @@ def round_betas(betas: np.ndarray, floor: float = 0.0) -> np.ndarray:
             order = np.argsort(-residual[:, h], kind="stable")
             units[order[:d], h] += 1
         else:
-            order = [i for i in np.argsort(residual[:, h], kind="stable")
-                     if units[i, h] > floor_units]
-            units[np.asarray(order[:-d], dtype=np.int64), h] -= 1
+            lowest = [i for i in np.argsort(residual[:, h], kind="stable")
+                      if units[i, h] > floor_units]
+            units[np.asarray(lowest[:-d], dtype=np.int64), h] -= 1
     return units
 
 
