@@ -54,6 +54,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("demo", "run the whole system on the example community", "devtools.commands.demo"),
     Command("export", "export a community's readings, balances or alarms to Parquet or CSV",
             "warehouse.command"),
+    Command("control", "active control: send a command, validate rules, the command log, run",
+            "control.command"),
 )
 BY_NAME = {c.name: c for c in COMMANDS}
 NOT_AVAILABLE = 3

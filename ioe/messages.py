@@ -559,3 +559,148 @@ def column_names(columns: tuple[Column, ...]) -> tuple[str, ...]:
 def row(message: object, columns: tuple[Column, ...]) -> tuple[Any, ...]:
     """The ClickHouse row of ``message`` in the order of ``columns``."""
     return tuple(c.convert(getattr(message, c.field)) for c in columns)
+
+
+# -- ioe.commands / ioe.command-results (control/, docs/design-notes.md "Control activo") ------
+class CommandStatus(StrEnum):
+    """How a command ended, as its executor reports it on ``ioe.command-results``."""
+
+    ACKNOWLEDGED = "acknowledged"  # written and read back as asked
+    FAILED = "failed"              # refused by the executor or the device, or read back wrong
+    EXPIRED = "expired"            # its deadline passed before it could run: never run late
+
+
+def _value(data: Mapping[str, Any], name: str) -> float | str | None:
+    """A setting's value: a finite number, a word (``on``), or null (``none``: disabled)."""
+    value = data.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    return _num(data, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One setting for one device, asked by someone for a reason, valid until ``deadline_ms``.
+
+    ``requested_by`` is ``operator:<name>``, ``member:<member_id>`` or ``rule:<rule_id>``;
+    ``revert_s`` is the device-side fallback (the device drops the setting by itself when it is
+    not renewed in time). A ``dry_run`` command is logged and stored, never executed."""
+
+    command_id: str
+    community_id: str
+    device_id: str
+    key: str
+    value: float | str | None
+    requested_by: str
+    reason: str
+    issued_at_ms: int
+    deadline_ms: int
+    revert_s: int | None = None
+    rule_id: str | None = None
+    dry_run: bool = False
+
+    def expired(self, now_ms: int) -> bool:
+        return now_ms > self.deadline_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": MESSAGE_VERSION, "command_id": self.command_id,
+                "community_id": self.community_id, "device_id": self.device_id,
+                "key": self.key, "value": self.value, "requested_by": self.requested_by,
+                "reason": self.reason, "issued_at_ms": self.issued_at_ms,
+                "deadline_ms": self.deadline_ms, "revert_s": self.revert_s,
+                "rule_id": self.rule_id, "dry_run": self.dry_run}
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Command:
+        _version(data)
+        return cls(command_id=_str(data, "command_id"), community_id=_str(data, "community_id"),
+                   device_id=_str(data, "device_id"), key=_str(data, "key"),
+                   value=_value(data, "value"), requested_by=_str(data, "requested_by"),
+                   reason=_opt_str(data, "reason") or "", issued_at_ms=_int(data, "issued_at_ms"),
+                   deadline_ms=_int(data, "deadline_ms"), revert_s=_opt_int(data, "revert_s"),
+                   rule_id=_opt_str(data, "rule_id"), dry_run=bool(data.get("dry_run", False)))
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Command:
+        return cls.from_dict(_object(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What the executor did with a command: what it wrote, what the device reads back now."""
+
+    command_id: str
+    community_id: str
+    device_id: str
+    key: str
+    status: str  # CommandStatus
+    requested: float | str | None
+    readback: float | str | None
+    executor: str
+    executed_at_ms: int
+    detail: str = ""
+    #: what went to the device: registers, MQTT topic and payload, OCPP profile…
+    written: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": MESSAGE_VERSION, "command_id": self.command_id,
+                "community_id": self.community_id, "device_id": self.device_id,
+                "key": self.key, "status": str(self.status), "requested": self.requested,
+                "readback": self.readback, "executor": self.executor,
+                "executed_at_ms": self.executed_at_ms, "detail": self.detail,
+                "written": self.written}
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CommandResult:
+        _version(data)
+        status = _str(data, "status")
+        if status not in CommandStatus.__members__.values():
+            raise MessageError("status", f"unknown status {status!r}")
+        written = data.get("written") or []
+        if not isinstance(written, list):
+            raise MessageError("written", "expected a list")
+        return cls(command_id=_str(data, "command_id"), community_id=_str(data, "community_id"),
+                   device_id=_str(data, "device_id"), key=_str(data, "key"), status=status,
+                   requested=_value(data, "requested"), readback=_value(data, "readback"),
+                   executor=_str(data, "executor"), executed_at_ms=_int(data, "executed_at_ms"),
+                   detail=_opt_str(data, "detail") or "", written=list(written))
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> CommandResult:
+        return cls.from_dict(_object(raw))
+
+    @classmethod
+    def expired(cls, command: Command, executor: str, now_ms: int) -> CommandResult:
+        return cls(command.command_id, command.community_id, command.device_id, command.key,
+                   CommandStatus.EXPIRED, command.value, None, executor, now_ms,
+                   f"deadline {command.deadline_ms} passed before it could run")
+
+
+def _json_value(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+#: ``commands`` table: the command, plus the issuer's ``status`` (sent, refused, dry_run) and
+#: ``refusal`` (why a command was refused before it reached a device)
+COMMAND_COLUMNS: tuple[Column, ...] = (
+    *_columns(Command, {
+        "value": Column("value", "value", _json_value),
+        "issued_at_ms": Column("issued_at_ms", "issued_at_ms"),
+        "deadline_ms": Column("deadline", "deadline_ms", _seconds),
+        "rule_id": Column("rule_id", "rule_id", lambda v: v or ""),
+        "dry_run": Column("dry_run", "dry_run", _flag),
+    }),
+)
+COMMAND_RESULT_COLUMNS: tuple[Column, ...] = _columns(CommandResult, {
+    "status": Column("status", "status", str),
+    "requested": Column("requested", "requested", _json_value),
+    "readback": Column("readback", "readback", _json_value),
+    "written": Column("written", "written", _json_value),
+    "executed_at_ms": Column("executed_at_ms", "executed_at_ms"),
+})

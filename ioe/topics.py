@@ -42,3 +42,17 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 BY_NAME = {spec.name: spec for spec in TOPICS}
+
+# -- active control (control/) ----------------------------------------------------------------
+# commands keyed by community so one consumer sees a community's commands in order; a command is
+# short-lived (it has a deadline), its result is the audit trail
+COMMANDS = "ioe.commands"
+COMMAND_RESULTS = "ioe.command-results"
+TOPICS += (
+    TopicSpec(COMMANDS, "community_id", "commands to devices (setting, who, why, deadline)",
+              config={"retention.ms": str(7 * 24 * 3600 * 1000)}),
+    TopicSpec(COMMAND_RESULTS, "community_id",
+              "what each command did: acknowledged, failed or expired, with read-back",
+              config={"retention.ms": str(30 * 24 * 3600 * 1000)}),
+)
+BY_NAME = {spec.name: spec for spec in TOPICS}

@@ -42,6 +42,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     read.add_argument("--once", action="store_true", help="read once (default)")
     read.add_argument("--count", type=int, default=1, help="polls to make (ignored with --once)")
     read.add_argument("--interval", type=float, default=1.0)
+    write = sub.add_parser("write", help="write one setting through the map, read it back, "
+                                         "print one JSON line (exit 2 when refused or failed)")
+    write.add_argument("--host", required=True)
+    write.add_argument("--port", type=int, default=502)
+    write.add_argument("--map", required=True, help="shipped map name or path to a YAML map")
+    write.add_argument("--unit", type=int, help="Modbus unit id (default: the map's)")
+    write.add_argument("--device-id", help="device id in the output (default host:port:unit)")
+    write.add_argument("--timeout", type=float, default=3.0)
+    write.add_argument("--set", dest="settings", action="append", required=True,
+                       metavar="KEY=VALUE", help="e.g. power_limit_pct=50, or =none to disable")
+    write.add_argument("--revert-s", type=int, default=None,
+                       help="revert timeout: the device drops the setting after this many s")
     imp = sub.add_parser("import-ini", help="convert an eco_modbus_tcp INI to an edge config")
     imp.add_argument("ini", help="the old config.ini")
     imp.add_argument("--queue", default="modbus-edge.sqlite", help="queue path in the output")
@@ -56,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         # device, request and exception code, so its copy is noise at INFO
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     handlers = {"run": _run_agent, "read": _read, "import-ini": _import_ini}
+    if args.action == "write":
+        from connectors.modbus_edge.writes import write_command
+
+        return write_command(args)
     return handlers[args.action](args)
 
 
@@ -126,7 +142,20 @@ def _run_agent(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    agent.run_forever()
+    # active control (connectors/modbus_edge/commands.py): only with a `control:` section
+    from pathlib import Path
+
+    document = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+    executor = None
+    if document.get("control"):
+        from connectors.modbus_edge.commands import attach
+
+        executor = attach(agent, document["control"])
+    try:
+        agent.run_forever()
+    finally:
+        if executor is not None:
+            executor.stop()
     return 0
 
 

@@ -53,6 +53,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="MQTT filter to subscribe (repeatable; default: every known family)")
     run.add_argument("--no-follow-registry", action="store_true",
                      help="do not follow the ioe.registry topic (YAML only)")
+    run.add_argument("--control", action="store_true",
+                     help="also execute ioe.commands for the registry's relays (Shelly, "
+                          "Tasmota): connectors/mqtt_bridge/commands.py")
     one = parser.add_argument_group("decode")
     one.add_argument("--topic", help="MQTT topic of the message")
     one.add_argument("--payload", help="payload as text")
@@ -159,4 +162,14 @@ def run_command(args: argparse.Namespace) -> int:
     bridge = Bridge(config)
     log.info("mqtt-bridge starting: MQTT %s:%s, Kafka %s, client id %s",
              settings.mqtt_host, settings.mqtt_port, settings.kafka_bootstrap, args.client_id)
-    return 0 if bridge.run_until(stop) else 1
+    relays = None
+    if args.control:  # the same (followed) registry says which relays are whose
+        from .commands import RelayCommands
+
+        relays = RelayCommands(settings, bridge.registry, client_id=f"{args.client_id}-control",
+                               topic_root=args.topic_root).start()
+    try:
+        return 0 if bridge.run_until(stop) else 1
+    finally:
+        if relays is not None:
+            relays.stop()

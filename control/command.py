@@ -1,0 +1,225 @@
+"""``ioe control``: send a command by hand, validate a rule file, show the log, run the rules.
+
+``send`` is also the hand test of the whole path: it goes through the permission and bounds
+checks, the ``ioe.commands`` topic, the edge or bridge that owns the device, the device, and
+back on ``ioe.command-results``; it prints the result as one JSON line and exits 0 only when
+the device acknowledged (2: refused, failed or expired).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ioe.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+NOT_DONE = 2
+#: after the deadline, how long ``send`` still waits for a result in flight
+GRACE_MS = 2000
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    settings = get_settings()
+    sub = parser.add_subparsers(dest="action", required=True)
+    send = sub.add_parser("send", help="send one command and print its result")
+    send.add_argument("--device", required=True, help="registry device id")
+    send.add_argument("--set", dest="setting", required=True, metavar="KEY=VALUE",
+                      help="e.g. power_limit_pct=50, relay=on, ev_current_a=10, KEY=none")
+    send.add_argument("--as", dest="requester", default="operator:cli",
+                      help="operator:<name> (default operator:cli) or member:<member_id>")
+    send.add_argument("--reason", default="manual command (ioe control send)")
+    send.add_argument("--ttl-s", type=float, default=30.0,
+                      help="deadline: not executed after this many seconds")
+    send.add_argument("--revert-s", type=int, default=None,
+                      help="device-side revert timeout (inverters, batteries)")
+    send.add_argument("--dry-run", action="store_true", help="check and store, do not send")
+    send.add_argument("--registry", type=Path, default=None,
+                      help=f"registry YAML (default $IOE_REGISTRY or {settings.registry_path})")
+    send.add_argument("--no-store", action="store_true", help="do not write the command log")
+    rules = sub.add_parser("rules", help="rule files")
+    rules_sub = rules.add_subparsers(dest="rules_action", required=True)
+    validate = rules_sub.add_parser("validate", help="check a rule file (file:line errors)")
+    validate.add_argument("file", type=Path)
+    validate.add_argument("--registry", type=Path, default=None,
+                          help="also check devices and members against this registry")
+    show = sub.add_parser("log", help="the last commands with their results")
+    show.add_argument("--community", default=None)
+    show.add_argument("--device", default=None)
+    show.add_argument("--limit", type=int, default=20)
+    show.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    run = sub.add_parser("run", help="evaluate rule files on ioe.live and send their commands")
+    run.add_argument("--rules", type=Path, action="append", required=True,
+                     help="rule file (repeatable, one per community)")
+    run.add_argument("--registry", type=Path, default=None)
+    run.add_argument("--interval-s", type=float, default=1.0)
+    run.add_argument("--no-store", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "send":
+        return _send(args)
+    if args.action == "rules":
+        return _validate(args)
+    if args.action == "log":
+        return _log(args)
+    return _run(args)
+
+
+def _registry(path: Path | None) -> Any:
+    from ioe.registry import load_registry
+
+    return load_registry(path or get_settings().registry_path)
+
+
+def _store(settings: Any, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from control.store import CommandLog
+
+    try:
+        return CommandLog(settings)
+    except Exception as exc:  # noqa: BLE001 - the command still goes; say it is not logged
+        print(f"control: command log unavailable ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return None
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    sys.stdout.write(orjson.dumps(payload).decode() + "\n")
+    sys.stdout.flush()
+
+
+def _send(args: argparse.Namespace) -> int:
+    from control.bus import ResultWatcher, now_ms, send_command, send_result
+    from control.commands import Refused, Requester, issue, parse_set
+    from ioe.kafka import make_producer
+    from ioe.messages import CommandResult, CommandStatus
+    from ioe.registry import RegistryError
+
+    settings = get_settings()
+    try:
+        registry = _registry(args.registry)
+        key, value = parse_set(args.setting)
+        requester = Requester.parse(args.requester)
+    except (RegistryError, Refused) as exc:
+        print(f"control send: {exc}", file=sys.stderr)
+        return NOT_DONE
+    issued = issue(registry, requester, args.device, key, value, reason=args.reason,
+                   now_ms=now_ms(), ttl_s=args.ttl_s, revert_s=args.revert_s,
+                   dry_run=args.dry_run)
+    store = _store(settings, not args.no_store)
+    try:
+        if store is not None:
+            store.add_commands([issued])
+        command = issued.command
+        if issued.status == "refused":
+            print(f"control send: refused: {issued.refusal}", file=sys.stderr)
+            _emit({"command_id": command.command_id, "device_id": command.device_id,
+                   "key": key, "status": "refused", "detail": issued.refusal})
+            return NOT_DONE
+        if issued.status == "dry_run":
+            _emit({"command_id": command.command_id, "device_id": command.device_id,
+                   "key": key, "value": command.value, "status": "dry_run"})
+            return 0
+        watcher = ResultWatcher(settings)
+        producer = make_producer(settings)
+        try:
+            send_command(producer, settings, command)
+            found = watcher.wait({command.command_id}, command.deadline_ms + GRACE_MS)
+            result = found.get(command.command_id)
+            if result is None:  # nobody executed it in time: it is expired, for everyone
+                result = CommandResult.expired(command, "control", now_ms())
+                result = CommandResult(**{**_fields(result), "detail": result.detail +
+                                          " (no executor answered: device or edge offline?)"})
+                send_result(producer, settings, result)
+        finally:
+            producer.close(timeout=5)
+            watcher.close()
+        if store is not None:
+            store.add_results([result])
+        _emit(result.to_dict())
+        if result.status != CommandStatus.ACKNOWLEDGED:
+            print(f"control send: {result.status}: {result.detail}", file=sys.stderr)
+            return NOT_DONE
+        return 0
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from control.rules import RuleError, load_rules, rules_summary
+    from ioe.registry import RegistryError
+
+    try:
+        registry = _registry(args.registry) if args.registry else None
+        rules = load_rules(args.file, registry)
+    except (RuleError, RegistryError) as exc:
+        print(str(exc), file=sys.stderr)
+        return NOT_DONE
+    print(f"{args.file}: ok, {len(rules.rules)} rules for {rules.community_id}")
+    for line in rules_summary(rules):
+        print(f"  {line}")
+    return 0
+
+
+def _log(args: argparse.Namespace) -> int:
+    from control.store import CommandLog
+
+    store = CommandLog(get_settings())
+    try:
+        rows = store.recent(args.community, args.device, args.limit)
+    finally:
+        store.close()
+    if args.json:
+        for r in rows:
+            _emit({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()})
+        return 0
+    from datetime import UTC, datetime
+
+    print(f"{'issued (UTC)':<20} {'device':<24} {'setting':<26} {'by':<22} {'status':<13} "
+          f"{'read back':<10} reason")
+    for r in rows:
+        when = datetime.fromtimestamp(r["issued_at_ms"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        status = r["result"] or r["status"]
+        setting = f"{r['key']}={orjson.loads(r['value']) if r['value'] else None}"
+        readback = orjson.loads(r["readback"]) if r["readback"] else None
+        why = r["refusal"] or r["detail"] or ""
+        print(f"{when:<20} {r['device_id']:<24} {setting:<26} {r['requested_by']:<22} "
+              f"{status:<13} {readback!s:<10} {r['reason']}{' — ' + why if why else ''}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from control.run import ControlLoop
+    from control.run import run as run_loop
+
+    settings = get_settings()
+    loop = ControlLoop(settings, _registry(args.registry), list(args.rules),
+                       store=_store(settings, not args.no_store))
+    if not loop.rule_sets:
+        print("control run: no valid rule file", file=sys.stderr)
+        return NOT_DONE
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    run_loop(loop, stop, args.interval_s)
+    return 0

@@ -1,0 +1,92 @@
+"""The command log in ClickHouse: every command (sent, refused, dry-run) and every result.
+
+Why the issuer stores its own commands: a refused or dry-run command never reaches the topic,
+yet "who asked what, and why it was refused" is exactly what the log is for. Results are
+stored by whoever receives them (``ioe control send``, ``ioe control run``); both tables are
+``ReplacingMergeTree`` on the command id, so a row stored twice is one row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from control.commands import Issued
+from ioe.clickhouse import client
+from ioe.messages import (
+    COMMAND_COLUMNS,
+    COMMAND_RESULT_COLUMNS,
+    CommandResult,
+    column_names,
+    row,
+)
+from ioe.settings import Settings
+
+COMMAND_TABLE_COLUMNS = (*column_names(COMMAND_COLUMNS), "status", "refusal", "issued_at",
+                         "version")
+RESULT_TABLE_COLUMNS = (*column_names(COMMAND_RESULT_COLUMNS), "executed_at", "version")
+
+
+def command_rows(issued: Iterable[Issued]) -> list[tuple[Any, ...]]:
+    return [(*row(i.command, COMMAND_COLUMNS), i.status, i.refusal,
+             i.command.issued_at_ms // 1000, i.command.issued_at_ms) for i in issued]
+
+
+def result_rows(results: Iterable[CommandResult]) -> list[tuple[Any, ...]]:
+    # a later report of the same command wins; on a tie "acknowledged" beats "expired"
+    rank = {"expired": 0, "failed": 1, "acknowledged": 2}
+    return [(*row(r, COMMAND_RESULT_COLUMNS), r.executed_at_ms // 1000,
+             r.executed_at_ms * 4 + rank.get(str(r.status), 0)) for r in results]
+
+
+class CommandLog:
+    """Insert into and read the two tables of migration 0004."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.db = settings.clickhouse_database
+        self.ch = client(settings)
+
+    def add_commands(self, issued: Iterable[Issued]) -> None:
+        rows = command_rows(issued)
+        if rows:
+            self.ch.execute(f"INSERT INTO {self.db}.commands "
+                            f"({', '.join(COMMAND_TABLE_COLUMNS)}) VALUES", rows)
+
+    def add_results(self, results: Iterable[CommandResult]) -> None:
+        rows = result_rows(results)
+        if rows:
+            self.ch.execute(f"INSERT INTO {self.db}.command_results "
+                            f"({', '.join(RESULT_TABLE_COLUMNS)}) VALUES", rows)
+
+    def recent(self, community_id: str | None = None, device_id: str | None = None,
+               limit: int = 20) -> list[dict[str, Any]]:
+        """The last commands, newest first, each with its latest result (or none yet)."""
+        where, params = [], {"limit": int(limit)}
+        if community_id:
+            where.append("community_id = %(community)s")
+            params["community"] = community_id  # type: ignore[assignment]
+        if device_id:
+            where.append("device_id = %(device)s")
+            params["device"] = device_id  # type: ignore[assignment]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"""
+            SELECT command_id, community_id, device_id, key, value, requested_by, reason,
+                   rule_id, dry_run, status, refusal, issued_at_ms, deadline, result_status,
+                   readback, detail, executor, executed_at_ms, written
+            FROM (SELECT command_id, community_id, device_id, key, value, requested_by,
+                         reason, rule_id, dry_run, status, refusal, issued_at_ms, deadline
+                  FROM {self.db}.commands FINAL {clause}
+                  ORDER BY issued_at_ms DESC LIMIT %(limit)s)
+            ANY LEFT JOIN (SELECT command_id, status AS result_status, readback, detail,
+                                  executor, executed_at_ms, written
+                           FROM {self.db}.command_results FINAL)
+            USING command_id
+            ORDER BY issued_at_ms DESC"""
+        names = ("command_id", "community_id", "device_id", "key", "value", "requested_by",
+                 "reason", "rule_id", "dry_run", "status", "refusal", "issued_at_ms",
+                 "deadline", "result", "readback", "detail", "executor", "executed_at_ms",
+                 "written")
+        return [dict(zip(names, r, strict=True)) for r in self.ch.execute(sql, params)]
+
+    def close(self) -> None:
+        self.ch.disconnect()
