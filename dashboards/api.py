@@ -26,13 +26,16 @@ from dashboards import history, tokens
 from dashboards.deadletters import ONBOARDING_REASONS, DeadLetterBook
 from dashboards.metrics import WebMetrics
 from dashboards.store import Store
-from ioe.messages import AlarmState
+from ioe.messages import AlarmState, BalanceSource
 from ioe.registry import Community, Device, Registry
 
 log = logging.getLogger(__name__)
 
 MAX_EXPORT_DAYS = 366
 RECENT_ALARMS_DAYS = 7
+#: the alarm kind of ``streams.anomalies.divergence`` (meter vs Datadis), named here so the
+#: web side does not import the stream processors
+DIVERGENCE_KIND = "divergence"
 HEALTH_LOOKBACK_DAYS = 7
 #: seconds of silence before a device is "late" / "offline", as multiples of its interval;
 #: the distributor's meter (Datadis) publishes D+1…D+2, so it gets its own allowance.
@@ -208,6 +211,92 @@ class Api:
                               "open": [a for a in rows if a["state"] == AlarmState.OPEN],
                               "recent": [a for a in rows if a["state"] != AlarmState.OPEN]})
 
+    async def fleet(self, request: Request, principal: tokens.Principal) -> Response:
+        """Operators: every community of the token at a glance (status, today's totals, open
+        alarms, live devices by health — the edges' meters and inverters; Datadis is not
+        live). Live generation comes from each ``community:<cid>`` channel."""
+        if principal.role != "operator":
+            raise ApiError(403, "forbidden", "the fleet view needs an operator token")
+        communities = [c for c in (self.ctx.registry.community(cid)
+                                   for cid in principal.communities) if c is not None]
+        now = time.time()
+        entries = await run_in_threadpool(self._fleet_entries, communities, now)
+        return json_response({"communities": entries, "generated_at_ms": int(now * 1000)})
+
+    def _fleet_entries(self, communities: list[Community], now: float) -> list[dict[str, Any]]:
+        store = self.ctx.store
+        out = []
+        for community in communities:
+            day = history.today_local(community.timezone, now)
+            start, end = history.period_of("day", day).utc_bounds(community.timezone)
+            hours = store.community_hours(community.id, start, end)
+            last = store.last_readings(community.id, int(now) - HEALTH_LOOKBACK_DAYS * 86400)
+            # live devices only: the distributor's meter (Datadis) delivers in daily batches
+            health = [device_health(d, last.get(d.id), now)["status"]
+                      for d in community.devices if d.protocol.get("type") != "datadis"]
+            alarms = [a for a in store.alarms(community.id, int(now) - RECENT_ALARMS_DAYS * 86400)
+                      if a["state"] == AlarmState.OPEN]
+            severities = {s: sum(1 for a in alarms if a["severity"] == s)
+                          for s in ("info", "warning", "critical")}
+            devices = {s: health.count(s) for s in ("ok", "late", "offline", "no_data")}
+            out.append({
+                "id": community.id, "name": community.name, "timezone": community.timezone,
+                "members_total": len(community.members), "plants": len(community.plants),
+                "peak_power_kw": community.peak_power_kw, "day": day.isoformat(),
+                "today": history.community_totals(hours),
+                "devices": {"total": len(health), **devices},
+                "open_alarms": len(alarms), "open_by_severity": severities,
+                "status": fleet_status(severities, devices, len(health))})
+        return out
+
+    async def reconciliation(self, request: Request, principal: tokens.Principal) -> Response:
+        """Operators: per member, how much of a billing month is settled on the distributor's
+        official data (Datadis supersedes the community's meters hour by hour when it
+        arrives, D+1…D+30) and how much is still provisional, with the month's divergence
+        alarms (meter vs Datadis beyond the tolerance, ``streams.anomalies.divergence``)."""
+        cid = request.path_params["cid"]
+        if not tokens.operator_allowed(principal, cid):
+            raise ApiError(403, "forbidden", "reconciliation needs an operator token of that "
+                                             "community")
+        community = self._community(cid)
+        today = history.today_local(community.timezone)
+        raw = request.query_params.get("month") or today.strftime("%Y-%m")
+        try:
+            first = date.fromisoformat(f"{raw}-01")
+        except ValueError:
+            raise ApiError(400, "bad_request", "month must be YYYY-MM") from None
+        period = history.period_of("month", first)
+        start, end = period.utc_bounds(community.timezone)
+        now = int(time.time())
+        sources, divergences = await run_in_threadpool(self._reconciliation_rows, cid, start,
+                                                       end)
+        elapsed_h = max(0, (min(end, now) - start) // 3600) if now > start else 0
+        members = []
+        for member in community.members:
+            rows = {src: (hours, wh, incomplete)
+                    for mid, src, hours, wh, incomplete in sources if mid == member.id}
+            official = rows.get(BalanceSource.DATADIS.value, (0, 0.0, 0))
+            meter = rows.get(BalanceSource.METER.value, (0, 0.0, 0))
+            hours = official[0] + meter[0]
+            members.append({
+                "member_id": member.id, "name": member.name, "cups": member.cups,
+                "hours": hours, "hours_elapsed": elapsed_h,
+                "official_hours": official[0], "provisional_hours": meter[0],
+                "official_ratio": round(official[0] / hours, 4) if hours else None,
+                "official_kwh": round(official[1] / 1000.0, 4),
+                "provisional_kwh": round(meter[1] / 1000.0, 4),
+                "consumption_kwh": round((official[1] + meter[1]) / 1000.0, 4),
+                "incomplete_hours": official[2] + meter[2],
+                "divergence_alarms": divergences.get(member.id, 0)})
+        return json_response({"community_id": cid, "month": first.strftime("%Y-%m"),
+                              "from": period.first.isoformat(), "to": period.end.isoformat(),
+                              "members": members})
+
+    def _reconciliation_rows(self, cid: str, start: int, end: int
+                             ) -> tuple[list[tuple[str, str, int, float, int]], dict[str, int]]:
+        return (self.ctx.store.member_sources(cid, start, end),
+                self.ctx.store.alarm_counts(cid, DIVERGENCE_KIND, start, end))
+
     async def deadletters(self, request: Request, principal: tokens.Principal) -> Response:
         """Sources waiting to be onboarded (unknown or undecodable), for operators."""
         cid = request.path_params["cid"]
@@ -236,6 +325,17 @@ def device_health(device: Device, last: tuple[int, float | None] | None,
             "expected_interval_s": device.expected_interval_s, "last_ts_ms": ts_ms,
             "last_power_w": power, "age_s": None if age is None else round(age, 1),
             "status": status}
+
+
+def fleet_status(severities: dict[str, int], devices: dict[str, int], total: int) -> str:
+    """``critical``: a critical alarm open, or every device silent; ``warning``: any open alarm
+    or a late / offline device; else ``ok``."""
+    silent = devices.get("offline", 0) + devices.get("no_data", 0)
+    if severities.get("critical") or (total and silent == total):
+        return "critical"
+    if sum(severities.values()) or devices.get("late") or devices.get("offline"):
+        return "warning"
+    return "ok"
 
 
 EXPORT_COLUMNS = ("interval_start_utc", "interval_start_local", "cups", "coefficient",
@@ -324,6 +424,13 @@ def openapi_document() -> dict[str, Any]:
                 "devices with health (age of the last reading vs expected interval)", [cid]),
             "/api/communities/{cid}/alarms": _op(
                 f"open alarms and those of the last {RECENT_ALARMS_DAYS} days", [cid]),
+            "/api/communities/{cid}/reconciliation": _op(
+                "operators: per member, the hours of a month settled on Datadis vs still "
+                "provisional (meters), kWh of each, and the month's divergence alarms",
+                [cid, _query("month", "YYYY-MM (default this month)")]),
+            "/api/fleet": _op(
+                "operators: every community of the token with status, today's totals, open "
+                "alarms by severity and devices by health", []),
             "/api/communities/{cid}/deadletters": _op(
                 "operators: unknown and undecodable sources from ioe.deadletter (origin, "
                 "reason, count, last seen, a sample payload), to onboard them", [cid]),

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
@@ -41,6 +43,12 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGES = {"/": "index.html", "/member": "member.html", "/tablet": "tablet.html",
          "/control": "control.html"}
+#: pages that are another page's file with its ``data-layout`` changed (one member page for
+#: the phone and the household tablet): name → (file, layout)
+LAYOUTS = {"tablet.html": ("member.html", "tablet")}
+#: served from the root so that the service worker's scope covers every page
+ROOT_FILES = {"/sw.js": ("sw.js", "text/javascript"),
+              "/manifest.webmanifest": ("manifest.webmanifest", "application/manifest+json")}
 
 
 class LiveRouter:
@@ -156,20 +164,39 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
             return FileResponse(static / filename, headers={"cache-control": "no-cache"})
         return handler
 
+    def layout_page(filename: str, layout: str):  # noqa: ANN202 - a Starlette endpoint
+        async def handler(request: Request) -> Response:
+            html = (static / filename).read_text(encoding="utf-8")
+            html = html.replace('data-layout="mobile"', f'data-layout="{layout}"', 1)
+            return HTMLResponse(html, headers={"cache-control": "no-cache"})
+        return handler
+
+    def root_file(filename: str, media_type: str):  # noqa: ANN202 - a Starlette endpoint
+        async def handler(request: Request) -> Response:
+            return FileResponse(static / filename, media_type=media_type,
+                                headers={"cache-control": "no-cache"})
+        return handler
+
     routes = [
         WebSocketRoute("/ws", ws_endpoint),
         Route("/health", health), Route("/metrics", prometheus), Route("/openapi.json", openapi),
         Route("/api/me", endpoint("me")),
+        Route("/api/fleet", endpoint("fleet")),
         Route("/api/communities/{cid}/overview", endpoint("overview")),
         Route("/api/communities/{cid}/devices", endpoint("devices")),
         Route("/api/communities/{cid}/alarms", endpoint("alarms")),
         Route("/api/communities/{cid}/deadletters", endpoint("deadletters")),
+        Route("/api/communities/{cid}/reconciliation", endpoint("reconciliation")),
         Route("/api/communities/{cid}/members/{mid}/history", endpoint("history")),
         Route("/api/communities/{cid}/members/{mid}/export.csv", endpoint("export_csv")),
-        *[Route(path, page(filename)) for path, filename in PAGES.items()],
+        *[Route(path, layout_page(*LAYOUTS[filename]) if filename in LAYOUTS else page(filename))
+          for path, filename in PAGES.items()],
+        *[Route(path, root_file(*spec)) for path, spec in ROOT_FILES.items()],
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # gzip for pages, scripts and JSON (the websocket negotiates permessage-deflate itself)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(GZipMiddleware, minimum_size=500)])
     app.state.hub = hub
     app.state.metrics = metrics
     app.state.registry = registry

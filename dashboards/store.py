@@ -115,6 +115,29 @@ class Store:
             {"c": community_id, "a": int(start), "b": int(end)})
         return [(int(r[0]), *(float(v) for v in r[1:])) for r in rows]  # type: ignore[misc]
 
+    def member_sources(self, community_id: str, start: int, end: int
+                       ) -> list[tuple[str, str, int, float, int]]:
+        """Per member and balance source (``meter`` | ``datadis``) of the hours in
+        [start, end): (member_id, source, hours, consumption Wh, incomplete hours)."""
+        rows = self._query(
+            "SELECT member_id, source, count(), sum(consumption_wh), countIf(complete = 0) "
+            f"FROM {self.db}.balances FINAL WHERE community_id = %(c)s AND interval_s = 3600 "
+            "AND interval_start >= toDateTime(%(a)s) AND interval_start < toDateTime(%(b)s) "
+            "GROUP BY member_id, source ORDER BY member_id, source",
+            {"c": community_id, "a": int(start), "b": int(end)})
+        return [(str(r[0]), str(r[1]), int(r[2]), float(r[3]), int(r[4])) for r in rows]
+
+    def alarm_counts(self, community_id: str, kind: str, start: int, end: int
+                     ) -> dict[str, int]:
+        """member_id → alarms of ``kind`` opened in [start, end)."""
+        rows = self._query(
+            f"SELECT member_id, count() FROM {self.db}.anomalies FINAL "
+            "WHERE community_id = %(c)s AND kind = %(k)s "
+            "AND opened_at >= toDateTime(%(a)s) AND opened_at < toDateTime(%(b)s) "
+            "GROUP BY member_id",
+            {"c": community_id, "k": kind, "a": int(start), "b": int(end)})
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def last_readings(self, community_id: str, since: int) -> dict[str, tuple[int, float | None]]:
         """device_id → (last ts_ms, its power_w) among readings since ``since`` (epoch s)."""
         rows = self._query(

@@ -1,8 +1,12 @@
-// Operators' control centre: every member and plant with live values, device health, open
+// Operators' control centre: the fleet (every community of the token: status, live generation,
+// self-consumption today, open alarms, devices online), and the drill-down into one community:
+// every member and plant with live values, a 15-minute trend, device health, open and recent
 // alarms, community self-consumption and coverage, and the coefficient schedule in force.
+import { liveTrend } from "./charts.js";
 import {
-  LiveClient, api, applyI18n, fmtAge, fmtBeta, fmtDateTime, fmtEnergy, fmtPct, fmtPower,
-  getToken, onLangChange, recall, remember, renderState, setupLangToggle, t,
+  COLORS, LiveClient, api, applyI18n, fmtAge, fmtBeta, fmtDateTime, fmtEnergy, fmtPct, fmtPower,
+  getToken, legend, onLangChange, recall, registerServiceWorker, remember, renderState,
+  setupLangSelect, t,
 } from "./common.js";
 import {
   ALARM, ALARM_STATE, CHANNEL_KIND, COMMUNITY, LIVE, LIVE_ALARM, MEMBER, PLANT, TYPE,
@@ -12,8 +16,10 @@ import {
 const $ = (id) => document.getElementById(id);
 const state = {
   cid: null, overview: null, members: new Map(), community: null, alarms: new Map(),
-  devices: [], deadLetters: [], conn: "connecting",
+  devices: [], deadLetters: [], conn: "connecting", offlineSince: null, fleet: [],
+  fleetLive: new Map(), recent: [], trend: [], reconciliation: null,
 };
+const TREND_MS = 15 * 60 * 1000;
 
 function cell(text, attrs = {}) {
   const td = document.createElement("td");
@@ -82,7 +88,8 @@ function renderOverview() {
   $("today-selfratio").textContent = fmtPct(o.today.self_consumption_ratio);
   $("today-coverage").textContent = fmtPct(o.today.coverage_ratio);
   const s = o.schedule;
-  $("schedule-kind").textContent = s ? (s.kind === "static" ? "estático / static" : `${s.kind} ${s.year}`) : "—";
+  $("schedule-kind").textContent = s ? (s.kind === "static" ? t("scheduleStatic")
+    : t("scheduleHourly", { year: s.year ?? "" })) : "—";
   $("schedule-from").textContent = s?.effective_from ?? "—";
   $("schedule-sum").textContent = s ? fmtBeta(s.sum_now) : "—";
 }
@@ -101,11 +108,67 @@ function renderAlarms() {
     li.className = `sev-${a[ALARM.severity]}`;
     li.dataset.alarm = a[ALARM.alarmId];
     const who = a[ALARM.memberId] ? ` · ${memberName(a[ALARM.memberId])}` : "";
-    li.textContent = `${t(a[ALARM.severity])} · ${a[ALARM.kind]} · ${a[ALARM.deviceId]}${who} · ` +
+    li.textContent = `${t(a[ALARM.severity])} · ${kindName(a)} · ${a[ALARM.deviceId]}${who} · ` +
       `${t("since")} ${fmtDateTime(a[ALARM.openedAtMs])}`;
     return li;
   }));
 }
+
+const kindName = (a) => t(`kind_${a[ALARM.kind]}`, {}, a[ALARM.kind]);
+
+// closed alarms of the last days (REST "recent"), the alarm history of the community
+function renderRecent() {
+  const list = $("recent-alarms");
+  if (!state.recent.length) {
+    list.replaceChildren(Object.assign(document.createElement("li"),
+      { className: "none", textContent: t("noRecentAlarms") }));
+    return;
+  }
+  list.replaceChildren(...state.recent.slice(0, 20).map((a) => {
+    const li = document.createElement("li");
+    li.className = `sev-${a[ALARM.severity]}`;
+    li.dataset.alarm = a[ALARM.alarmId];
+    const who = a[ALARM.memberId] ? ` · ${memberName(a[ALARM.memberId])}` : "";
+    li.append(document.createTextNode(`${kindName(a)} · ${a[ALARM.deviceId]}${who} `),
+      Object.assign(document.createElement("span"), { className: "when",
+        textContent: `${fmtDateTime(a[ALARM.openedAtMs])} · ${t("closedAt", {
+          time: fmtDateTime(a[ALARM.closedAtMs]) })}` }));
+    return li;
+  }));
+}
+
+// -- the fleet: every community of the token ----------------------------------------------------
+function renderFleet() {
+  $("fleet-table").tBodies[0].replaceChildren(...state.fleet.map((f) => {
+    const tr = document.createElement("tr");
+    tr.dataset.community = f.id;
+    if (f.id === state.cid) { tr.classList.add("selected"); tr.setAttribute("aria-current", "true"); }
+    const live = state.fleetLive.get(f.id);
+    const th = Object.assign(document.createElement("th"), { scope: "row" });
+    th.append(Object.assign(document.createElement("a"), { href: `?community=${encodeURIComponent(f.id)}`,
+      textContent: f.name }));
+    const status = cell("", { "data-field": "status" });
+    status.append(Object.assign(document.createElement("span"), { className: `badge fleet-${f.status}`,
+      textContent: t(`fleet_${f.status}`) }));
+    tr.append(th, status,
+      cell(fmtPower(live?.[COMMUNITY.generationW]), { "data-field": "generation" }),
+      cell(fmtPct(f.today.self_consumption_ratio), { "data-field": "selfratio" }),
+      // the community on screen counts its open alarms live (REST + websocket)
+      cell(String(f.id === state.cid ? state.alarms.size : f.open_alarms),
+        { "data-field": "alarms" }),
+      cell(f.devices.total ? `${f.devices.ok} / ${f.devices.total}` : "—", { "data-field": "devices" }));
+    return tr;
+  }));
+}
+
+function drawTrend() {
+  liveTrend($("community-trend"), state.trend, trendSeries(), { height: 180 });
+}
+
+const trendSeries = () => [
+  { key: "generation", label: t("generation"), color: COLORS.generation },
+  { key: "consumption", label: t("communityConsumption"), color: COLORS.consumption },
+];
 
 function memberName(mid) {
   return state.overview?.members?.find((m) => m.id === mid)?.name || mid;
@@ -151,14 +214,48 @@ function renderDeadLetters() {
   }));
 }
 
+// per member, the month's hours settled on Datadis vs still provisional (REST /reconciliation)
+function renderReconciliation() {
+  const r = state.reconciliation;
+  const body = $("recon-table").tBodies[0];
+  if (!r) { body.replaceChildren(); return; }
+  body.replaceChildren(...r.members.map((m) => {
+    const tr = document.createElement("tr");
+    tr.dataset.member = m.member_id;
+    tr.append(Object.assign(document.createElement("th"), { scope: "row", textContent: m.name }),
+      cell(`${m.hours} / ${m.hours_elapsed}`, { "data-field": "hours" }),
+      cell(m.official_ratio === null ? "—" : fmtPct(m.official_ratio), { "data-field": "official" }),
+      cell(fmtEnergy(m.official_kwh), { "data-field": "official-kwh" }),
+      cell(fmtEnergy(m.provisional_kwh), { "data-field": "provisional-kwh" }),
+      cell(String(m.divergence_alarms), { "data-field": "divergences" }));
+    return tr;
+  }));
+}
+
+async function loadReconciliation(token) {
+  const month = $("recon-month").value;
+  try {
+    state.reconciliation = await api(`/api/communities/${state.cid}/reconciliation${month ? `?month=${month}` : ""}`, token);
+    if (!month) $("recon-month").value = state.reconciliation.month;
+  } catch (error) {
+    console.warn("reconciliation", error.message);
+  }
+  renderReconciliation();
+}
+
 async function refresh(token) {
   const cid = state.cid;
-  const [overview, devices, alarms, deadLetters] = await Promise.allSettled([
+  const [overview, devices, alarms, deadLetters, fleet] = await Promise.allSettled([
     api(`/api/communities/${cid}/overview`, token),
     api(`/api/communities/${cid}/devices`, token),
     api(`/api/communities/${cid}/alarms`, token),
     api(`/api/communities/${cid}/deadletters`, token),
+    api("/api/fleet", token),
   ]);
+  if (fleet.status === "fulfilled") {
+    state.fleet = fleet.value.communities;
+    remember("fleet", state.fleet);
+  }
   if (deadLetters.status === "fulfilled") state.deadLetters = deadLetters.value.sources;
   if (overview.status === "fulfilled") {
     state.overview = overview.value;
@@ -167,6 +264,7 @@ async function refresh(token) {
   if (devices.status === "fulfilled") state.devices = devices.value.devices;
   if (alarms.status === "fulfilled") {
     for (const a of alarms.value.open) state.alarms.set(a[ALARM.alarmId], a);
+    state.recent = alarms.value.recent;
   }
   renderAll();
 }
@@ -178,6 +276,9 @@ function renderAll() {
   renderAlarms();
   renderDevices();
   renderDeadLetters();
+  renderFleet();
+  renderRecent();
+  renderReconciliation();
 }
 
 function onMessage(channel, message) {
@@ -187,19 +288,32 @@ function onMessage(channel, message) {
     remember(channel, message);
     renderMembers();
   } else if (type === TYPE.community) {
-    state.community = message;
+    state.fleetLive.set(message[COMMUNITY.communityId], message);
     remember(channel, message);
+    if (message[COMMUNITY.communityId] !== state.cid) { renderFleet(); return; }
+    state.community = message;
+    addTrendPoint(message);
     renderCommunity();
+    renderFleet();
   } else if (type === TYPE.alarm && channelOf.kind(channel) === CHANNEL_KIND.operators) {
     const alarm = message[LIVE_ALARM.alarm];
     if (alarm[ALARM.state] === ALARM_STATE.open) state.alarms.set(alarm[ALARM.alarmId], alarm);
     else state.alarms.delete(alarm[ALARM.alarmId]);
     renderAlarms();
+    renderFleet();
   }
 }
 
+function addTrendPoint(c) {
+  const ts = c[COMMUNITY.tsMs];
+  if (state.trend.length && ts <= state.trend.at(-1).ts) return;
+  state.trend.push({ ts, generation: c[COMMUNITY.generationW], consumption: c[COMMUNITY.consumptionW] });
+  while (state.trend.length && state.trend[0].ts < Date.now() - TREND_MS) state.trend.shift();
+}
+
 async function main() {
-  setupLangToggle($("lang"));
+  registerServiceWorker();
+  setupLangSelect($("lang"));
   const token = getToken();
   if (!token) { $("need-token").hidden = false; return; }
   let me;
@@ -210,14 +324,13 @@ async function main() {
     $("need-token").hidden = false;
     return;
   }
-  const select = $("community-select");
   const wanted = new URLSearchParams(location.search).get("community");
   state.cid = me.communities.includes(wanted) ? wanted : me.communities[0];
-  if (me.communities.length > 1) {
-    select.closest("label").hidden = false;
-    select.replaceChildren(...me.community_details.map((c) =>
-      new Option(c.name, c.id, false, c.id === state.cid)));
-    select.addEventListener("change", () => { location.search = `?community=${select.value}`; });
+  state.fleet = recall("fleet") || me.community_details.map((c) => ({ id: c.id, name: c.name,
+    status: "ok", today: {}, open_alarms: 0, devices: { total: 0, ok: 0 } }));
+  for (const cid of me.communities) {
+    const cached = recall(channelOf.community(cid));
+    if (cached) state.fleetLive.set(cid, cached);
   }
   state.overview = recall(`overview.${state.cid}`);
   for (const m of state.overview?.members || []) {
@@ -227,15 +340,27 @@ async function main() {
   state.community = recall(channelOf.community(state.cid));
   renderAll();
   await refresh(token);
-  const channels = [channelOf.community(state.cid), channelOf.operators(state.cid),
+  const channels = [...me.communities.map((cid) => channelOf.community(cid)),
+    channelOf.operators(state.cid),
     ...(state.overview?.members || []).map((m) => channelOf.member(state.cid, m.id))];
   new LiveClient({
     token, channels, onMessage,
-    onState: (s) => { state.conn = s; renderState($("conn-state"), s); },
+    onState: (s, since) => { state.conn = s; state.offlineSince = since; renderState($("conn-state"), s, since); },
   });
+  legend($("trend-legend"), trendSeries());
+  drawTrend();
+  $("recon-month").addEventListener("change", () => loadReconciliation(token));
+  loadReconciliation(token);
   setInterval(() => refresh(token), 30 * 1000);
-  setInterval(() => { renderMembers(); renderCommunity(); }, 1000);
-  onLangChange(() => { applyI18n(); renderState($("conn-state"), state.conn); renderAll(); });
+  setInterval(() => loadReconciliation(token), 10 * 60 * 1000);
+  setInterval(() => {
+    renderMembers(); renderCommunity(); drawTrend();
+    if (state.conn !== "live") renderState($("conn-state"), state.conn, state.offlineSince);
+  }, 2000);
+  onLangChange(() => {
+    applyI18n(); renderState($("conn-state"), state.conn, state.offlineSince); renderAll();
+    legend($("trend-legend"), trendSeries()); drawTrend();
+  });
 }
 
 main();

@@ -1,7 +1,8 @@
 // Entry page: keeps the token in this browser (localStorage) and opens a view.
-import { setupLangToggle } from "./common.js";
+import { registerServiceWorker, setupLangSelect } from "./common.js";
 
-setupLangToggle(document.getElementById("lang"));
+registerServiceWorker();
+setupLangSelect(document.getElementById("lang"));
 const input = document.getElementById("token");
 input.value = localStorage.getItem("ioe.token") || "";
 document.getElementById("token-form").addEventListener("submit", (event) => {

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from dash_helpers import REGISTRY_YAML, LiveServer, with_web
+from playwright.sync_api import Browser, sync_playwright
 
 from dashboards.hub import Limits
 from ioe.registry import load_registry
@@ -54,3 +55,16 @@ def live_server(stack_settings: Settings, server_factory: Callable[..., LiveServ
                           limits=Limits(max_conflations=200, send_timeout_s=3.0))
 
 
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium, driven by Playwright (one per test module)."""
+    from browser_helpers import ARGS, CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield chromium
+        chromium.close()

@@ -3,7 +3,9 @@ server fed by a test stream on Kafka and balances in ClickHouse.
 
 Checks that the numbers shown are those of the stream (formatted es-ES: decimal comma, W/kW,
 kWh, €), that live values update, that the client survives a server restart (offline values
-with their age, then automatic reconnect), and saves screenshots to test-artifacts/.
+with their age and "offline since", then automatic reconnect), and saves screenshots to
+test-artifacts/. The v2 features (charts, flow, history browsing, fleet, languages, axe-core,
+bandwidth) are in test_dash_v2.py.
 
 Today's balances of m1 (inserted here, local hours 0-2 of today):
     h0: G  800  C 1000  A  400  SC  400  S   0  I 600
@@ -17,103 +19,28 @@ Today's balances of m1 (inserted here, local hours 0-2 of today):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dash_helpers import (
-    CID,
-    CUPS,
-    LiveServer,
-    alarm_msg,
-    community_msg,
-    member_msg,
-    produce,
-    wait_for,
+from browser_helpers import (
+    PHONE,
+    TABLET,
+    axe_violations,
+    insert_today,
+    now_ms,
+    open_page,
+    see,
+    shoot,
 )
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from dash_helpers import CID, LiveServer, alarm_msg, community_msg, member_msg, produce, wait_for
+from playwright.sync_api import Browser, expect
 
-from dashboards.history import local_midnight, today_local
-from ioe.clickhouse import client
 from ioe.deadletter import dead_letter, encode_dead_letter
 from ioe.kafka import make_producer
-from ioe.settings import ROOT
 from ioe.topics import DEADLETTER
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
-
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TODAY = [(800, 1000, 400, 400, 0, 600), (3000, 1200, 1500, 1200, 300, 0),
-         (0, 800, 0, 0, 0, 800)]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
-def insert_today(server: LiveServer) -> None:
-    midnight = local_midnight(today_local("Europe/Madrid"), "Europe/Madrid")
-    rows = []
-    for hour, (g, c, a, sc, s, i) in enumerate(TODAY):
-        start = datetime.fromtimestamp(midnight + hour * 3600, UTC)
-        rows.append((CID, "m1", CUPS["m1"], start, 3600, 0.5, g, c, a, sc, s, i, "meter", 1,
-                     start, 1))
-    now = datetime.now(UTC).replace(microsecond=0)
-    ch = client(server.settings, database=server.settings.clickhouse_database)
-    try:
-        ch.execute("INSERT INTO balances (community_id, member_id, cups, interval_start, "
-                   "interval_s, coefficient, generation_wh, consumption_wh, assigned_wh, "
-                   "self_consumed_wh, surplus_wh, import_wh, source, complete, computed_at, "
-                   "version) VALUES", rows)
-        ch.execute("INSERT INTO readings (community_id, device_id, ts, ts_ms, source, quality, "
-                   "power_w, version) VALUES",
-                   [(CID, "shelly-m1:0", now, int(now.timestamp() * 1000), "t", "measured",
-                     2250.0, 1),
-                    (CID, "inv-1", now - timedelta(hours=2),
-                     int((now - timedelta(hours=2)).timestamp() * 1000), "t", "measured",
-                     100.0, 1)])
-    finally:
-        ch.disconnect()
-
-
-def text(page: Page, selector: str) -> str:
-    return " ".join(page.locator(selector).inner_text().split())
-
-
-def see(page: Page, selector: str, value: str, timeout: float = 20_000) -> None:
-    """The element shows ``value`` (non-breaking spaces read as spaces)."""
-    expect(page.locator(selector)).to_have_text(value.replace(" ", "\u00a0") if "€" in value
-                                                else value, timeout=timeout)
-
-
-def shoot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-
-
-def now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
-
-
-def open_page(browser: Browser, server: LiveServer, path: str, token: str,
-              viewport: dict[str, int], errors: list[str]) -> Page:
-    context = browser.new_context(viewport=viewport, locale="es-ES",
-                                  timezone_id="Europe/Madrid")
-    page = context.new_page()
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{server.url}{path}#token={token}")
-    return page
 
 
 @pytest.fixture
@@ -132,8 +59,7 @@ def fed(live_server: LiveServer) -> LiveServer:
 def test_member_mobile_view_shows_the_stream_and_updates(fed: LiveServer, browser: Browser
                                                          ) -> None:
     errors: list[str] = []
-    page = open_page(browser, fed, "/member", fed.token(), {"width": 390, "height": 844},
-                     errors)
+    page = open_page(browser, fed, "/member", fed.token(), errors=errors, device=PHONE)
     see(page, "#conn-state", "En directo")
     see(page, "#live-assigned", "1,50 kW")
     see(page, "#live-consumption", "2,25 kW")
@@ -149,9 +75,10 @@ def test_member_mobile_view_shows_the_stream_and_updates(fed: LiveServer, browse
     see(page, "#today-import", "1,40 kWh")
     see(page, "#today-savings", "0,25 €")
     expect(page.locator("#live-age")).to_contain_text("actualizado hace")
-    assert page.locator("#day-chart polyline").count() == 2
-    assert page.locator("#month-chart rect").count() >= 2  # today's self-consumed + import
-    assert page.locator("#week-chart").is_hidden()  # week history is the tablet's
+    expect(page.locator("#trend-chart canvas")).to_have_count(1)
+    expect(page.locator("#hist-chart canvas")).to_have_count(1)
+    see(page, "#hist-consumption", "3,00 kWh")  # the history opens on today
+    assert page.locator("#export").is_hidden()  # the CSV export is the tablet's
     shoot(page, "dashboard-member-mobile.png")
 
     produce(fed, member_msg("m1", now_ms(), assigned=1800.0, consumption=950.0))
@@ -159,12 +86,12 @@ def test_member_mobile_view_shows_the_stream_and_updates(fed: LiveServer, browse
     see(page, "#live-consumption", "950 W")
     see(page, "#live-surplus", "850 W")
 
-    page.click("#lang")
+    page.select_option("#lang", "en")
     see(page, "#conn-state", "Live")
     see(page, "#live-assigned", "1.80 kW")
-    expect(page.locator("h2#h-today")).to_have_text("Today's energy")
+    expect(page.locator("h2#h-flow")).to_have_text("Today's energy")
     assert page.evaluate("document.documentElement.lang") == "en"
-    page.click("#lang")
+    page.select_option("#lang", "es")
     see(page, "#conn-state", "En directo")
     assert errors == []
 
@@ -174,13 +101,12 @@ def test_member_view_survives_a_server_restart(stack_settings: Any, server_facto
     first: LiveServer = server_factory(stack_settings, heartbeat_s=1.0)
     produce(first, member_msg("m1", now_ms(), assigned=1234.0, consumption=2000.0))
     errors: list[str] = []
-    page = open_page(browser, first, "/member", first.token(), {"width": 390, "height": 844},
-                     errors)
+    page = open_page(browser, first, "/member", first.token(), errors=errors, device=PHONE)
     see(page, "#live-assigned", "1,23 kW")
     first.stop()
     # the server is gone: the last value stays, with its age, and the state says so
     expect(page.locator("#conn-state")).to_have_text(
-        re.compile("Sin conexión|Reconectando…"), timeout=20_000)
+        re.compile(r"Sin conexión desde \d\d:\d\d:\d\d"), timeout=20_000)
     see(page, "#live-assigned", "1,23 kW")
     expect(page.locator("#live-age")).to_contain_text("actualizado hace")
     shoot(page, "dashboard-member-offline.png")
@@ -192,27 +118,28 @@ def test_member_view_survives_a_server_restart(stack_settings: Any, server_facto
     assert errors == []
 
 
-def test_tablet_view_has_week_and_month_history(fed: LiveServer, browser: Browser) -> None:
+def test_tablet_view_browses_the_week_and_exports_it(fed: LiveServer, browser: Browser
+                                                      ) -> None:
     errors: list[str] = []
-    page = open_page(browser, fed, "/tablet", fed.token(), {"width": 1024, "height": 1366},
-                     errors)
+    page = open_page(browser, fed, "/tablet", fed.token(), errors=errors, device=TABLET)
+    assert page.evaluate("document.body.dataset.layout") == "tablet"
     see(page, "#live-assigned", "1,50 kW")
     see(page, "#today-consumption", "3,00 kWh")
-    expect(page.locator("#week-chart")).to_be_visible()
-    expect(page.locator("#week-totals")).to_contain_text("3,00 kWh")
-    expect(page.locator("#month-totals")).to_contain_text("3,00 kWh")
-    see(page, "#week-savings", "0,25 €")
-    # the week chart has one bar per day with data: today (self-consumed + import)
-    assert page.locator("#week-chart rect").count() == 2
-    label = page.locator("#week-chart").get_attribute("aria-label") or ""
-    assert "3,00 kWh" in label  # self-consumed 1.6 + import 1.4
+    page.click("[data-period=week]")
+    expect(page.locator("[data-period=week]")).to_have_attribute("aria-pressed", "true")
+    see(page, "#hist-consumption", "3,00 kWh")
+    see(page, "#hist-savings", "0,25 €")
+    expect(page.locator("#hist-title")).to_contain_text("Semana del")
+    label = page.locator("#hist-chart").get_attribute("aria-label") or ""
+    assert "Autoconsumida 1,60 kWh" in label and "De la red 1,40 kWh" in label
+    # seven days, one row each in the table alternative
+    assert page.locator("#hist-table tbody tr").count() == 7
     with page.expect_download() as download:
         page.click("#export")
     csv_text = Path(download.value.path()).read_text()
-    assert csv_text.count("\n") == 4 and "1000.000" in csv_text
+    assert csv_text.count("\n") == 4 and "1000.000" in csv_text  # header + today's 3 hours
     produce(fed, member_msg("m1", now_ms(), assigned=500.0, consumption=600.0))
     see(page, "#live-assigned", "500 W")
-    shoot(page, "dashboard-member-tablet.png")
     assert errors == []
 
 
@@ -281,6 +208,7 @@ def test_pages_without_a_token_ask_for_one(live_server: LiveServer, browser: Bro
     expect(page.locator("#need-token")).to_be_visible()
     page.goto(live_server.url + "/")
     expect(page.locator("label[for=token]")).to_have_text("Token de acceso")
+    assert axe_violations(page) == []
     page.fill("#token", live_server.token())
     page.click("button[value='/member']")
     see(page, "#conn-state", "En directo")

@@ -25,6 +25,7 @@ import orjson
 import pytest
 from dash_helpers import CID, CUPS, OTHER, LiveServer
 
+from dashboards import tokens
 from ioe.clickhouse import client
 from ioe.settings import Settings
 
@@ -209,6 +210,75 @@ def test_open_and_recent_alarms(api: LiveServer) -> None:
     member = get(api, f"/api/communities/{CID}/alarms", api.token()).json()
     assert [a["alarm_id"] for a in member["open"]] == ["a1"]
     assert [a["alarm_id"] for a in member["recent"]] == ["a3"]
+
+
+def test_fleet_of_an_operator(api: LiveServer) -> None:
+    """Every community of the operator's token: open alarms, live devices by health (the
+    distributor's Datadis meters are not live and are left out), today's totals, a status."""
+    both = tokens.issue(api.settings, role="operator", communities=[CID, OTHER])[0]
+    fleet = get(api, "/api/fleet", both).json()["communities"]
+    assert [c["id"] for c in fleet] == [CID, OTHER]
+    test = fleet[0]
+    assert test["name"] == "Comunidad de Prueba" and test["members_total"] == 3
+    assert test["open_alarms"] == 3  # a1, a2, a4 (a5 was closed by a later version)
+    assert test["open_by_severity"] == {"info": 0, "warning": 3, "critical": 0}
+    # shelly-m1 5 s ago, shelly-m2 70 s (late: > 3 × 10 s), inv-1 1 h (offline), shelly-m3 none
+    assert test["devices"] == {"total": 4, "ok": 1, "late": 1, "offline": 1, "no_data": 1}
+    assert test["status"] == "warning"
+    assert fleet[1]["devices"]["total"] == 0 and fleet[1]["status"] == "ok"
+    one = get(api, "/api/fleet", api.token(role="operator", community=OTHER, member=None))
+    assert [c["id"] for c in one.json()["communities"]] == [OTHER]
+    refused = get(api, "/api/fleet", api.token())
+    assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    assert "/api/fleet" in orjson.loads(httpx.get(api.url + "/openapi.json").content)["paths"]
+
+
+def test_datadis_reconciliation_per_member_month(api: LiveServer) -> None:
+    """February 2026: m1 has 3 hours settled on Datadis and 2 still on its meter (one of them
+    incomplete), one of the meter hours later superseded by Datadis (a higher version), and a
+    divergence alarm; m2 one meter hour; m3 nothing."""
+    def row(member: str, start: str, wh: float, source: str, *, version: int = 1,
+            complete: int = 1) -> tuple[Any, ...]:
+        return (CID, member, CUPS[member], _t(start), 3600, 0.5, 0, wh, 0, 0, 0, wh, source,
+                complete, _t(start), version)
+
+    rows = [row("m1", "2026-02-02T10:00:00", 1000, "datadis"),
+            row("m1", "2026-02-02T11:00:00", 1000, "datadis"),
+            row("m1", "2026-02-02T12:00:00", 900, "meter"),
+            row("m1", "2026-02-02T12:00:00", 1000, "datadis", version=2),  # supersedes
+            row("m1", "2026-02-20T08:00:00", 500, "meter"),
+            row("m1", "2026-02-20T09:00:00", 250, "meter", complete=0),
+            row("m1", "2026-03-01T00:00:00", 7777, "datadis"),  # next month (local 01:00)
+            row("m2", "2026-02-05T10:00:00", 400, "meter")]
+    opened = _t("2026-02-20T10:00:00")
+    ch = client(api.settings, database=api.settings.clickhouse_database)
+    try:
+        ch.execute("INSERT INTO balances (community_id, member_id, cups, interval_start, "
+                   "interval_s, coefficient, generation_wh, consumption_wh, assigned_wh, "
+                   "self_consumed_wh, surplus_wh, import_wh, source, complete, computed_at, "
+                   "version) VALUES", rows)
+        ch.execute("INSERT INTO anomalies (alarm_id, community_id, device_id, member_id, kind, "
+                   "severity, state, opened_at, closed_at, evidence, updated_at, version) VALUES",
+                   [("d1", CID, "shelly-m1:0", "m1", "divergence", "warning", "open", opened,
+                     None, "{}", opened, 1)])
+    finally:
+        ch.disconnect()
+    operator = api.token(role="operator", member=None)
+    body = get(api, f"/api/communities/{CID}/reconciliation", operator, month="2026-02").json()
+    assert body["month"] == "2026-02" and body["from"] == "2026-02-01"
+    by_member = {m["member_id"]: m for m in body["members"]}
+    m1 = by_member["m1"]
+    assert (m1["hours"], m1["official_hours"], m1["provisional_hours"]) == (5, 3, 2)
+    assert m1["official_kwh"] == 3.0 and m1["provisional_kwh"] == 0.75
+    assert m1["consumption_kwh"] == 3.75 and m1["official_ratio"] == 0.6
+    assert m1["incomplete_hours"] == 1 and m1["divergence_alarms"] == 1
+    assert m1["hours_elapsed"] == 28 * 24
+    assert by_member["m2"]["official_ratio"] == 0.0 and by_member["m2"]["provisional_kwh"] == 0.4
+    assert by_member["m3"]["hours"] == 0 and by_member["m3"]["official_ratio"] is None
+    assert get(api, f"/api/communities/{CID}/reconciliation", api.token(),
+               month="2026-02").status_code == 403
+    assert get(api, f"/api/communities/{CID}/reconciliation", operator,
+               month="febrero").status_code == 400
 
 
 def test_a_member_cannot_read_another_members_data_by_any_route(
