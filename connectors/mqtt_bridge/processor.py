@@ -154,23 +154,22 @@ class Processor:
 
     def _route(self, outcome: Outcome, reading: Reading, registry: Registry, topic: str,
                payload: bytes, decoder: str, received_at_ms: int) -> None:
-        """Community from the registry, the contract checks, then the record: one dict, one
-        validation (which builds the reading with its community), one encode."""
-        data = reading.to_dict()
+        """Community from the registry, the contract checks on the reading itself, one encode."""
         device = registry.device(reading.device_id)
         if device is not None:
-            data["community_id"] = device.community_id
+            reading = reading.with_community(device.community_id)
         try:
-            valid = Reading.from_dict(data)  # the contract checks, community included
+            valid = reading.validated()  # the contract checks, community included
         except ReadingError as exc:
             self._dead(outcome, "invalid_reading", str(exc), topic, payload, decoder,
                        received_at_ms, {"device_id": reading.device_id,
-                                        "reading": _safe_dict(data)})
+                                        "reading": _safe_dict(reading.to_dict())})
             return
         if device is None:
             self._dead(outcome, "unknown_device",
                        f"device {reading.device_id!r} is not in the registry", topic, payload,
-                       decoder, received_at_ms, {"device_id": reading.device_id, "reading": data})
+                       decoder, received_at_ms,
+                       {"device_id": reading.device_id, "reading": valid.to_dict()})
             return
         outcome.records.append(Record(READINGS, device.community_id, valid.to_json()))
         outcome.readings += 1
