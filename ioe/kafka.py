@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
 from kafka.partitioner.abc import Partitioner
 from kafka.partitioner.default import DefaultPartitioner, murmur2
-from kafka.errors import TopicAlreadyExistsError
 
 from ioe.settings import Settings, get_settings
 from ioe.topics import TOPICS, TopicSpec

@@ -51,7 +51,7 @@ DEFAULT_CLIENT_ID = "ioe-mqtt-bridge"
 _WAKE = ("wake",)
 #: producer batching: one produce request carries many readings (the MQTT in-flight window and
 #: the Kafka round trip, not a per-message flush, bound the latency of an ack)
-PRODUCER_OPTIONS: dict[str, object] = {"linger_ms": 10, "batch_size": 256 * 1024}
+PRODUCER_OPTIONS: dict[str, object] = {"linger_ms": 1, "batch_size": 256 * 1024}
 #: messages taken from the inbox before the worker acks what Kafka confirmed meanwhile
 TAKE_MAX = 500
 
