@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dashboards import history, tokens
+from dashboards import alarm_actions, coefficient_report, command_log, history, tokens
 from dashboards.deadletters import ONBOARDING_REASONS, DeadLetterBook
 from dashboards.metrics import WebMetrics
 from dashboards.store import Store
@@ -40,6 +41,8 @@ HEALTH_LOOKBACK_DAYS = 7
 #: seconds of silence before a device is "late" / "offline", as multiples of its interval;
 #: the distributor's meter (Datadis) publishes D+1…D+2, so it gets its own allowance.
 HEALTH_RULES = {"default": (3.0, 10.0), "datadis": (72.0, 240.0)}
+#: the largest JSON body the API reads (an alarm action: an action word, a name, a note)
+MAX_BODY_BYTES = 4096
 
 
 class ApiError(Exception):
@@ -59,6 +62,8 @@ class ApiContext:
     store: Store
     metrics: WebMetrics
     deadletters: DeadLetterBook = field(default_factory=DeadLetterBook)
+    #: where ``ioe coefficients optimise --out DIR/ --report`` wrote its reports
+    coefficient_reports: Path | None = None
 
 
 class Api:
@@ -87,6 +92,8 @@ class Api:
         try:
             principal = self._principal(request)
             response = await getattr(self, name)(request, principal)
+        except alarm_actions.ActionRefused as exc:
+            response = json_response({"error": exc.code, "message": exc.message}, exc.status)
         except ApiError as exc:
             if exc.status in (401, 403):
                 who = principal.describe() if principal else "unauthenticated client"
@@ -104,6 +111,11 @@ class Api:
         if community.member(mid) is None:
             raise ApiError(404, "unknown_member", f"no member {mid!r} in {cid!r}")
         return community
+
+    def _check_operator(self, principal: tokens.Principal, cid: str, what: str) -> Community:
+        if not tokens.operator_allowed(principal, cid):
+            raise ApiError(403, "forbidden", f"{what} needs an operator token of that community")
+        return self._community(cid)
 
     def _check_community(self, principal: tokens.Principal, cid: str) -> Community:
         if not tokens.community_allowed(principal, cid):
@@ -309,6 +321,73 @@ class Api:
                               "sources": [s.to_dict() for s in sources]})
 
 
+    async def coefficient_comparison(self, request: Request,
+                                     principal: tokens.Principal) -> Response:
+        """Operators: the optimiser's report for the community (current vs optimised
+        coefficients settled on last year's history, per member and for the community), read
+        from the file ``ioe coefficients optimise --report`` wrote (dashboards.
+        coefficient_report); ``available: false`` until there is one."""
+        cid = request.path_params["cid"]
+        community = self._check_operator(principal, cid, "the coefficient comparison")
+        directory = self.ctx.coefficient_reports
+        try:
+            report = None if directory is None else await run_in_threadpool(
+                coefficient_report.community_report, directory, community)
+        except (coefficient_report.ReportError, OSError) as exc:
+            log.error("coefficient report of %s: %s", cid, exc)
+            # a ReportError names the file and line only; an OSError would name a server path
+            why = exc if isinstance(exc, coefficient_report.ReportError) else "unreadable file"
+            raise ApiError(500, "bad_report", f"the optimiser report cannot be read: {why}") \
+                from None
+        if report is None:
+            # the server's folder is not named: a path of the server is not the browser's business
+            return json_response({"community_id": cid, "available": False, "cau": community.cau})
+        return json_response({"community_id": cid, **report.to_dict()})
+
+    async def commands(self, request: Request, principal: tokens.Principal) -> Response:
+        """Operators: the community's last commands with their results (control.store)."""
+        cid = request.path_params["cid"]
+        self._check_operator(principal, cid, "the command log")
+        raw = request.query_params.get("limit") or str(command_log.DEFAULT_LIMIT)
+        if not raw.isdigit() or not 1 <= int(raw) <= command_log.MAX_LIMIT:
+            raise ApiError(400, "bad_request", f"limit must be 1…{command_log.MAX_LIMIT}")
+        settings = self.ctx.store.settings
+        entries = await run_in_threadpool(command_log.recent, settings, cid, int(raw))
+        return json_response({"community_id": cid, "commands": [e.to_dict() for e in entries]})
+
+    async def alarm_history(self, request: Request, principal: tokens.Principal) -> Response:
+        """Operators: acknowledgements and assignments of the community's alarms of the last
+        days, oldest first (the client folds them into each alarm's history)."""
+        cid = request.path_params["cid"]
+        self._check_operator(principal, cid, "alarm actions")
+        since = int(time.time() * 1000) - alarm_actions.HISTORY_DAYS * 86_400_000
+        store = alarm_actions.AlarmActionStore(self.ctx.store.settings)
+        actions = await run_in_threadpool(store.history, cid, since)
+        return json_response({"community_id": cid, "actions": [a.to_dict() for a in actions]})
+
+    async def alarm_action(self, request: Request, principal: tokens.Principal) -> Response:
+        """Operators: acknowledge or assign one open alarm (POST JSON ``{"action":
+        "acknowledge"|"assign", "assignee": …, "note": …}``); stored, then returned."""
+        cid, alarm_id = request.path_params["cid"], request.path_params["alarm_id"]
+        self._check_operator(principal, cid, "acknowledging or assigning an alarm")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, "too_large", f"at most {MAX_BODY_BYTES} bytes")
+        try:
+            data = orjson.loads(body or b"null")
+        except orjson.JSONDecodeError:
+            raise ApiError(400, "bad_request", "the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "bad_request", "the body is a JSON object")
+        wanted = alarm_actions.ActionRequest.from_body(data)
+        alarm = await run_in_threadpool(self.ctx.store.alarm, cid, alarm_id)
+        action = alarm_actions.build(principal, alarm, wanted, int(time.time() * 1000))
+        store = alarm_actions.AlarmActionStore(self.ctx.store.settings)
+        await run_in_threadpool(store.add, action)
+        log.info("alarm %s of %s: %s by %s", alarm_id, cid, action.action, principal.describe())
+        return json_response(action.to_dict(), 201)
+
+
 def device_health(device: Device, last: tuple[int, float | None] | None,
                   now: float) -> dict[str, Any]:
     """Health from the age of the last reading against the device's expected interval."""
@@ -431,6 +510,29 @@ def openapi_document() -> dict[str, Any]:
             "/api/fleet": _op(
                 "operators: every community of the token with status, today's totals, open "
                 "alarms by severity and devices by health", []),
+            "/api/communities/{cid}/coefficients/comparison": _op(
+                "operators: the optimiser's report, current vs optimised coefficients settled "
+                "on last year's history (per member and community: kWh, €, self-consumption)",
+                [cid]),
+            "/api/communities/{cid}/commands": _op(
+                "operators: the last commands (who asked, why, what was written, what was read "
+                "back, acknowledged / failed / expired)",
+                [cid, _query("limit", f"1…{command_log.MAX_LIMIT}")]),
+            "/api/communities/{cid}/alarm-actions": _op(
+                f"operators: acknowledgements and assignments of the last "
+                f"{alarm_actions.HISTORY_DAYS} days", [cid]),
+            "/api/communities/{cid}/alarms/{alarm_id}/actions": {"post": {
+                "summary": "operators: acknowledge or assign an open alarm",
+                "parameters": [cid, _path("alarm_id")], "security": [{"bearer": []}],
+                "requestBody": {"content": {"application/json": {"schema": {
+                    "type": "object", "required": ["action"], "properties": {
+                        "action": {"type": "string", "enum": list(alarm_actions.RULES)},
+                        "assignee": {"type": "string"}, "note": {"type": "string"}}}}}},
+                "responses": {"201": {"description": "stored"},
+                              "400": {"description": "bad action, assignee or note"},
+                              "403": {"description": "not an operator of the community"},
+                              "404": {"description": "unknown alarm"},
+                              "409": {"description": "the alarm is closed"}}}},
             "/api/communities/{cid}/deadletters": _op(
                 "operators: unknown and undecodable sources from ioe.deadletter (origin, "
                 "reason, count, last seen, a sample payload), to onboard them", [cid]),

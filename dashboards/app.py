@@ -80,9 +80,11 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
                consume: bool = True, follow_registry: bool = True, limits: Limits | None = None,
                heartbeat_s: float = 15.0, backfill: int = 200, deadletter_backfill: int = 1000,
                static_dir: Path | None = None,
-               allowed_origins: Iterable[str] | None = None) -> Starlette:
+               allowed_origins: Iterable[str] | None = None,
+               coefficient_reports: Path | None = None) -> Starlette:
     """One web instance. ``allowed_origins``: web origins whose pages may open the websocket
-    besides the server's own host (default: ``IOE_WEB_ORIGINS``)."""
+    besides the server's own host (default: ``IOE_WEB_ORIGINS``); ``coefficient_reports``:
+    where the optimiser's reports are (default ``<local dir>/coefficient-reports``)."""
     settings = settings or get_settings()
     registry = registry if registry is not None else load_registry(settings.registry_path)
     hub = Hub()
@@ -96,7 +98,9 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
                            else allowed_origins)))
     deadletters = DeadLetterBook()
     api = Api(ApiContext(registry=registry, verifier=verifier, store=Store(settings),
-                         metrics=metrics, deadletters=deadletters))
+                         metrics=metrics, deadletters=deadletters,
+                         coefficient_reports=coefficient_reports or
+                         Path(settings.local_dir) / "coefficient-reports"))
     static = static_dir or STATIC_DIR
     consumers: list[TopicTail] = []
 
@@ -187,6 +191,12 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
         Route("/api/communities/{cid}/alarms", endpoint("alarms")),
         Route("/api/communities/{cid}/deadletters", endpoint("deadletters")),
         Route("/api/communities/{cid}/reconciliation", endpoint("reconciliation")),
+        Route("/api/communities/{cid}/coefficients/comparison",
+              endpoint("coefficient_comparison")),
+        Route("/api/communities/{cid}/commands", endpoint("commands")),
+        Route("/api/communities/{cid}/alarm-actions", endpoint("alarm_history")),
+        Route("/api/communities/{cid}/alarms/{alarm_id}/actions", endpoint("alarm_action"),
+              methods=["POST"]),
         Route("/api/communities/{cid}/members/{mid}/history", endpoint("history")),
         Route("/api/communities/{cid}/members/{mid}/export.csv", endpoint("export_csv")),
         *[Route(path, layout_page(*LAYOUTS[filename]) if filename in LAYOUTS else page(filename))

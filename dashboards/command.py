@@ -29,6 +29,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="a web origin (https://host[:port]) whose pages may open the "
                              "websocket, besides the server's own host; repeat for several "
                              f"(also {ORIGINS_ENV}, comma-separated)")
+    parser.add_argument("--coefficient-reports", default=None, metavar="DIR",
+                        help="where `ioe coefficients optimise --out DIR/ --report` writes its "
+                             "reports, shown in the control centre (default "
+                             ".local/coefficient-reports)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, registry_path=Path(args.registry))
     origins = [*origins_from_env(), *args.allow_origin]
     app = create_app(settings, follow_registry=not args.no_follow_registry,
-                     allowed_origins=origins)
+                     allowed_origins=origins,
+                     coefficient_reports=Path(args.coefficient_reports)
+                     if args.coefficient_reports else None)
     # small frames only come from clients; the token is in a frame, never in the URL, but a
     # client may still put one there: the access log goes through the same safe filter
     uvicorn.run(app, host=args.host, port=args.port, ws_max_size=64 * 1024,

@@ -161,6 +161,15 @@ class Store:
             {"c": community_id, "m": member_id or "", "a": int(since), "n": int(limit)})
         return [Alarm(**_fields(ALARM_COLUMNS, r)).to_message() for r in rows]
 
+    def alarm(self, community_id: str, alarm_id: str) -> Alarm | None:
+        """The latest state of one alarm of the community (None if it has none there)."""
+        rows = self._query(
+            f"SELECT {_select(ALARM_COLUMNS)} FROM {self.db}.anomalies FINAL "
+            "WHERE community_id = %(c)s AND alarm_id = %(a)s "
+            "ORDER BY updated_at DESC, version DESC LIMIT 1",
+            {"c": community_id, "a": alarm_id})
+        return Alarm(**_fields(ALARM_COLUMNS, rows[0])) if rows else None
+
 
 def _evidence(raw: str) -> dict[str, Any]:
     """The alarm's evidence object (stored as JSON text); kept as ``{"raw": text}`` when the

@@ -51,6 +51,9 @@ class Principal:
     communities: tuple[str, ...]
     member_id: str | None
     expires_at: int
+    #: who holds the token, as given at issue (``ioe tokens issue --name``); shown as the
+    #: actor of alarm actions, never used to grant anything
+    name: str | None = None
 
     @property
     def community_id(self) -> str | None:
@@ -66,7 +69,12 @@ class Principal:
     def to_public(self) -> dict[str, object]:
         return {"token_id": self.token_id, "role": self.role,
                 "communities": list(self.communities), "member_id": self.member_id,
-                "expires_at": self.expires_at}
+                "expires_at": self.expires_at, "name": self.name}
+
+    @property
+    def actor(self) -> str:
+        """How an action of this token is signed: its holder's name, else its id."""
+        return self.name or f"token {self.token_id}"
 
 
 # -- scopes: pure functions so the websocket and REST share one rule --------------------------
@@ -143,7 +151,8 @@ def revoke(settings: Settings, token_id: str) -> None:
 
 
 def issue(settings: Settings, *, role: str, communities: list[str], member_id: str | None = None,
-          ttl_days: float | None = None, now: float | None = None) -> tuple[str, Principal]:
+          ttl_days: float | None = None, now: float | None = None,
+          name: str | None = None) -> tuple[str, Principal]:
     """A new signed token and what it grants."""
     if role not in ("member", "operator"):
         raise ValueError("role must be member or operator")
@@ -158,8 +167,10 @@ def issue(settings: Settings, *, role: str, communities: list[str], member_id: s
     token_id = uuid.uuid4().hex
     claims = {"iss": ISSUER, "jti": token_id, "iat": issued, "exp": expires, "role": role,
               "communities": list(communities), "member": member_id}
+    if name:
+        claims["name"] = name
     token = jwt.encode(claims, secret(settings, create=True), algorithm=ALGORITHM)
-    return token, Principal(token_id, role, tuple(communities), member_id, expires)
+    return token, Principal(token_id, role, tuple(communities), member_id, expires, name or None)
 
 
 class Verifier:
@@ -205,5 +216,7 @@ class Verifier:
             raise TokenError("invalid_token", "the token does not say what it grants")
         if claims["jti"] in self.revoked():
             raise TokenError("revoked_token", "the token has been revoked")
+        name = claims.get("name")
         return Principal(str(claims["jti"]), role, tuple(communities),
-                         member if role == "member" else None, int(claims["exp"]))
+                         member if role == "member" else None, int(claims["exp"]),
+                         name if isinstance(name, str) and name.strip() else None)

@@ -1,7 +1,7 @@
 """``ioe tokens``: issue and revoke dashboard access tokens.
 
     ioe tokens issue --member CID:MID [--ttl-days N]
-    ioe tokens issue --operator --community CID [--community CID2 …] [--ttl-days N]
+    ioe tokens issue --operator --community CID [--community CID2 …] [--ttl-days N] [--name N]
     ioe tokens revoke TOKEN_ID
 
 The token is printed once on stdout (give it to its holder; it is never logged); the token id
@@ -30,6 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     issue.add_argument("--community", action="append", default=[], metavar="CID",
                        help="community of an operator token (repeat for several)")
     issue.add_argument("--ttl-days", type=float, default=None, help="validity in days")
+    issue.add_argument("--name", default=None,
+                       help="who holds the token (signs the alarm actions taken with it)")
     issue.add_argument("--registry", default=None, help="registry YAML (default IOE_REGISTRY)")
     issue.add_argument("--no-check", action="store_true",
                        help="do not check the member/communities against the registry")
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
             print(f"ioe tokens issue: no member {mid!r} in community {cid!r}", file=sys.stderr)
             return 2
         token, principal = tokens.issue(settings, role="member", communities=[cid],
-                                        member_id=mid, ttl_days=args.ttl_days)
+                                        member_id=mid, ttl_days=args.ttl_days, name=args.name)
     else:
         if not args.community:
             print("ioe tokens issue: --operator needs at least one --community", file=sys.stderr)
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
             return 2
         token, principal = tokens.issue(settings, role="operator",
                                         communities=list(dict.fromkeys(args.community)),
-                                        ttl_days=args.ttl_days)
+                                        ttl_days=args.ttl_days, name=args.name)
     expires = datetime.fromtimestamp(principal.expires_at, UTC).isoformat(timespec="seconds")
     print(token)
     print(f"token id {principal.token_id}; {principal.describe()}; expires {expires}",

@@ -704,3 +704,68 @@ COMMAND_RESULT_COLUMNS: tuple[Column, ...] = _columns(CommandResult, {
     "written": Column("written", "written", _json_value),
     "executed_at_ms": Column("executed_at_ms", "executed_at_ms"),
 })
+
+
+# -- alarm actions: an operator acknowledges or assigns an open alarm (dashboards, 0005) ------
+class AlarmActionKind(StrEnum):
+    """What an operator did with an alarm; the alarm itself is the detector's and stays as it
+    is (it closes when its condition clears), the actions are the people's side of it."""
+
+    ACKNOWLEDGE = "acknowledge"  # "I have seen it" (someone is on it)
+    ASSIGN = "assign"            # "this person deals with it"
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmAction:
+    """One acknowledgement or assignment of an alarm, by one operator token, kept as history.
+
+    ``actor`` is the name the token was issued for (``ioe tokens issue --name``) or, for a
+    token without a name, ``token <id>``; ``token_id`` is always stored, so the action can be
+    traced to the token even when the name is a free text. ``assignee`` is set for ``assign``
+    (empty for ``acknowledge``); ``note`` is the operator's optional words."""
+
+    action_id: str
+    alarm_id: str
+    community_id: str
+    action: str  # AlarmActionKind
+    actor: str
+    token_id: str
+    at_ms: int
+    assignee: str = ""
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": MESSAGE_VERSION, "action_id": self.action_id, "alarm_id": self.alarm_id,
+                "community_id": self.community_id, "action": str(self.action),
+                "actor": self.actor, "token_id": self.token_id, "at_ms": self.at_ms,
+                "assignee": self.assignee, "note": self.note}
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlarmAction:
+        _version(data)
+        action = _str(data, "action")
+        if action not in AlarmActionKind.__members__.values():
+            raise MessageError("action", f"unknown action {action!r}")
+        assignee = _opt_str(data, "assignee") or ""
+        if action == AlarmActionKind.ASSIGN and not assignee.strip():
+            raise MessageError("assignee", "an assignment needs an assignee")
+        return cls(action_id=_str(data, "action_id"), alarm_id=_str(data, "alarm_id"),
+                   community_id=_str(data, "community_id"), action=action,
+                   actor=_str(data, "actor"), token_id=_str(data, "token_id"),
+                   at_ms=_int(data, "at_ms"), assignee=assignee,
+                   note=_opt_str(data, "note") or "")
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> AlarmAction:
+        return cls.from_dict(_object(raw))
+
+
+#: ``alarm_actions`` table (migration 0005): the message's fields, ``at`` in seconds for the
+#: partition, ``version = at_ms`` (an action stored twice is one row)
+ALARM_ACTION_COLUMNS: tuple[Column, ...] = (
+    *_columns(AlarmAction, {"action": Column("action", "action", str)}),
+    Column("at", "at_ms", _seconds), Column("version", "at_ms"),
+)

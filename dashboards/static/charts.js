@@ -224,6 +224,42 @@ export function stackedBars(el, rows, series, { height = 220 } = {}) {
   return chart;
 }
 
+// -- two series side by side per category (the coefficient comparison: current vs optimised) ------
+// rows: [{label, [key]: number}], series: exactly two [{key, label, color}], format: value → text
+export function pairedBars(el, rows, series, { height = 220, format = fmtNumber, unit = "" } = {}) {
+  const n = rows.length;
+  const xs = rows.map((_, i) => i);
+  const paths = [-1, 1].map((align) => uPlot.paths.bars({ size: [0.4, 64], align, gap: 2 }));
+  const opts = {
+    ...cssSize(el, height),
+    legend: { show: false },
+    cursor: { drag: { x: false, y: false }, points: { show: false } },
+    scales: {
+      x: { time: false, range: () => [-0.5, n - 0.5] },
+      y: { range: (u, min, max) => [0, Math.max(1e-6, (max || 0) * 1.1)] },
+    },
+    axes: [
+      { ...AXIS, space: 30, splits: () => xs, values: (u, splits) => splits.map((i) => rows[i]?.label ?? "") },
+      { ...AXIS, size: 70, label: unit, values: (u, splits) => splits.map((v) => format(v, true)) },
+    ],
+    series: [{}, ...series.map((s, i) => ({ label: s.label, fill: s.color, stroke: s.color, width: 0,
+      paths: paths[i], points: { show: false } }))],
+    plugins: [
+      tooltipPlugin((u, idx) => {
+        const row = rows[idx];
+        if (!row) return null;
+        return [tipTitle(row.label), ...series.map((s) => tipLine(s.color, s.label, format(row[s.key])))];
+      }),
+      touchPlugin({ zoom: false }),
+    ],
+  };
+  const chart = mount(el, opts, [xs, ...series.map((s) => rows.map((r) => r[s.key] ?? null))]);
+  el.setAttribute("role", "img");
+  el.setAttribute("aria-label", rows.map((r) => `${r.label}: ${series.map((s) =>
+    `${s.label} ${format(r[s.key])}`).join(", ")}`).join("; "));
+  return chart;
+}
+
 // -- the same numbers as a table (the alternative to every chart) ---------------------------------
 export function chartTable(table, rows, series, { first, unit = "kWh" } = {}) {
   const head = document.createElement("tr");

@@ -114,6 +114,19 @@ export async function api(path, token) {
   return response.json();
 }
 
+// a JSON body to the API (the control centre's alarm actions); errors as in api()
+export async function apiPost(path, token, body) {
+  const response = await fetch(path, { method: "POST", body: JSON.stringify(body),
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" } });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(data.message || response.statusText);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
 export async function download(path, token, filename) {
   const response = await fetch(path, { headers: { authorization: `Bearer ${token}` } });
   if (!response.ok) throw new Error(response.statusText);

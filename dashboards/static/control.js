@@ -1,15 +1,17 @@
 // Operators' control centre: the fleet (every community of the token: status, live generation,
 // self-consumption today, open alarms, devices online), and the drill-down into one community:
 // every member and plant with live values, a 15-minute trend, device health, open and recent
-// alarms, community self-consumption and coverage, and the coefficient schedule in force.
-import { liveTrend } from "./charts.js";
+// alarms (acknowledge / assign, with their history), community self-consumption and coverage,
+// the coefficient schedule in force, the optimiser's comparison of current vs optimised
+// coefficients, and the command log of the community's devices.
+import { liveTrend, pairedBars } from "./charts.js";
 import {
-  COLORS, LiveClient, api, applyI18n, fmtAge, fmtBeta, fmtDateTime, fmtEnergy, fmtPct, fmtPower,
-  getToken, legend, onLangChange, recall, registerServiceWorker, remember, renderState,
-  setupLangSelect, t,
+  COLORS, LiveClient, api, apiPost, applyI18n, fmtAge, fmtBeta, fmtDateTime, fmtEnergy, fmtEur,
+  fmtNumber, fmtPct, fmtPower, getToken, legend, onLangChange, recall, registerServiceWorker,
+  remember, renderState, setupLangSelect, t,
 } from "./common.js";
 import {
-  ALARM, ALARM_STATE, CHANNEL_KIND, COMMUNITY, LIVE, LIVE_ALARM, MEMBER, PLANT, TYPE,
+  ALARM, ALARM_ACTION as ACT, ALARM_ACTION_KIND as ACT_KIND, ALARM_STATE, CHANNEL_KIND, COMMUNITY, LIVE, LIVE_ALARM, MEMBER, PLANT, TYPE,
   channel as channelOf,
 } from "./messages.js";
 
@@ -18,6 +20,7 @@ const state = {
   cid: null, overview: null, members: new Map(), community: null, alarms: new Map(),
   devices: [], deadLetters: [], conn: "connecting", offlineSince: null, fleet: [],
   fleetLive: new Map(), recent: [], trend: [], reconciliation: null,
+  actions: [], commands: [], coef: null, coefMetric: "ratio", token: null,
 };
 const TREND_MS = 15 * 60 * 1000;
 
@@ -108,10 +111,94 @@ function renderAlarms() {
     li.className = `sev-${a[ALARM.severity]}`;
     li.dataset.alarm = a[ALARM.alarmId];
     const who = a[ALARM.memberId] ? ` · ${memberName(a[ALARM.memberId])}` : "";
-    li.textContent = `${t(a[ALARM.severity])} · ${kindName(a)} · ${a[ALARM.deviceId]}${who} · ` +
-      `${t("since")} ${fmtDateTime(a[ALARM.openedAtMs])}`;
+    li.append(Object.assign(document.createElement("span"), { className: "alarm-head",
+      textContent: `${t(a[ALARM.severity])} · ${kindName(a)} · ${a[ALARM.deviceId]}${who} · ` +
+        `${t("since")} ${fmtDateTime(a[ALARM.openedAtMs])}` }));
+    const history = actionsOf(a[ALARM.alarmId]);
+    const status = alarmStatus(history);
+    if (status) li.append(Object.assign(document.createElement("span"), { className: "alarm-state", textContent: status }));
+    const buttons = Object.assign(document.createElement("div"), { className: "actions" });
+    const what = `${kindName(a)} · ${a[ALARM.deviceId]}`;
+    for (const [action, label] of [[ACT_KIND.acknowledge, "ackButton"], [ACT_KIND.assign, "assignButton"]]) {
+      const button = Object.assign(document.createElement("button"), { type: "button", textContent: t(label) });
+      button.dataset.action = action;
+      button.setAttribute("aria-label", `${t(label)}: ${what}`);
+      button.addEventListener("click", () => (action === ACT_KIND.assign ? openAssign(a)
+        : act(a[ALARM.alarmId], { [ACT.action]: action })));
+      buttons.append(button);
+    }
+    li.append(buttons);
+    if (history.length) li.append(historyDetails(history));
     return li;
   }));
+}
+
+// -- alarm actions: acknowledge / assign (REST /alarm-actions, POST …/alarms/{id}/actions) -------
+const actionsOf = (alarmId) => state.actions.filter((x) => x[ACT.alarmId] === alarmId);
+
+// the latest acknowledgement and the latest assignment, in words
+function alarmStatus(history) {
+  const ack = history.filter((x) => x[ACT.action] === ACT_KIND.acknowledge).at(-1);
+  const assign = history.filter((x) => x[ACT.action] === ACT_KIND.assign).at(-1);
+  return [ack && t("ackDone", { who: ack[ACT.actor], time: fmtDateTime(ack[ACT.atMs]) }),
+    assign && t("assignedTo", { who: assign[ACT.assignee], by: assign[ACT.actor],
+      time: fmtDateTime(assign[ACT.atMs]) })].filter(Boolean).join(" · ");
+}
+
+const HISTORY_TEXT = { [ACT_KIND.acknowledge]: "historyAcknowledge", [ACT_KIND.assign]: "historyAssign" };
+
+function historyDetails(history) {
+  const details = document.createElement("details");
+  details.className = "alarm-history";
+  details.append(Object.assign(document.createElement("summary"),
+    { textContent: t("alarmHistory", { n: history.length }) }));
+  const list = document.createElement("ol");
+  list.append(...history.map((x) => {
+    const item = document.createElement("li");
+    item.dataset.action = x[ACT.action];
+    item.textContent = t(HISTORY_TEXT[x[ACT.action]] || "historyAcknowledge", {
+      time: fmtDateTime(x[ACT.atMs]), who: x[ACT.actor], assignee: x[ACT.assignee] }) +
+      (x[ACT.note] ? ` — ${x[ACT.note]}` : "");
+    return item;
+  }));
+  details.append(list);
+  return details;
+}
+
+async function act(alarmId, body) {
+  $("alarm-action-error").textContent = "";
+  try {
+    const action = await apiPost(`/api/communities/${state.cid}/alarms/${encodeURIComponent(alarmId)}/actions`,
+      state.token, body);
+    state.actions.push(action);
+  } catch (error) {
+    $("alarm-action-error").textContent = t("actionFailed", { error: error.message });
+    return false;
+  }
+  renderAlarms();
+  renderRecent();
+  return true;
+}
+
+function openAssign(alarm) {
+  const form = $("alarm-action-form");
+  form.dataset.alarm = alarm[ALARM.alarmId];
+  form.dataset.what = `${kindName(alarm)} · ${alarm[ALARM.deviceId]}`;
+  $("assign-title").textContent = t("assignTitle", { alarm: form.dataset.what });
+  form.hidden = false;
+  $("assignee").focus();
+}
+
+function setupAssignForm() {
+  const form = $("alarm-action-form");
+  const close = () => { form.hidden = true; form.reset(); };
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const ok = await act(form.dataset.alarm, { [ACT.action]: ACT_KIND.assign,
+      [ACT.assignee]: $("assignee").value, [ACT.note]: $("assign-note").value });
+    if (ok) close();
+  });
+  $("assign-cancel").addEventListener("click", close);
 }
 
 const kindName = (a) => t(`kind_${a[ALARM.kind]}`, {}, a[ALARM.kind]);
@@ -133,6 +220,8 @@ function renderRecent() {
       Object.assign(document.createElement("span"), { className: "when",
         textContent: `${fmtDateTime(a[ALARM.openedAtMs])} · ${t("closedAt", {
           time: fmtDateTime(a[ALARM.closedAtMs]) })}` }));
+    const history = actionsOf(a[ALARM.alarmId]);
+    if (history.length) li.append(historyDetails(history));
     return li;
   }));
 }
@@ -243,15 +332,134 @@ async function loadReconciliation(token) {
   renderReconciliation();
 }
 
+// -- the optimiser's report: current vs optimised coefficients (REST /coefficients/comparison) ----
+const pct1 = (ratio) => (ratio === null || ratio === undefined ? "—" : `${fmtNumber(ratio * 100, 1)} %`);
+const signed = (value, format) => `${value > 0 ? "+" : value < 0 ? "−" : ""}${format(Math.abs(value))}`;
+// metric → how a scenario gives it and how it is written (axis: short form)
+const COEF_METRICS = {
+  ratio: { value: (s) => s.self_consumption_ratio, format: (v, axis) => (axis ? fmtPct(v) : pct1(v)), unit: "%" },
+  savings: { value: (s) => s.savings_eur, format: (v) => fmtEur(v), unit: "€" },
+  kwh: { value: (s) => s.self_consumed_kwh, format: (v, axis) => (axis ? fmtNumber(v, 0) : fmtEnergy(v, 0)), unit: "kWh" },
+};
+const coefSeries = () => [
+  { key: "current", label: t("coefCurrent"), color: COLORS.grid },
+  { key: "optimised", label: t("coefOptimised"), color: COLORS.self },
+];
+
+function renderCoefficients() {
+  const c = state.coef;
+  $("coef-none").hidden = !c || c.available;
+  $("coef-body").hidden = !c?.available;
+  if (!c) return;
+  if (!c.available) {
+    $("coef-none").textContent = t("coefNone");
+    return;
+  }
+  const k = c.community;
+  $("coef-summary").textContent = t("coefSummary", { from: pct1(k.current.self_consumption_ratio),
+    to: pct1(k.optimised.self_consumption_ratio),
+    kwh: signed(k.gain_self_consumed_kwh, (v) => fmtEnergy(v, 0)), eur: signed(k.gain_savings_eur, fmtEur) });
+  $("coef-source").textContent = t("coefSource", { year: c.year, file: c.file, time: fmtDateTime(c.modified_ms) });
+  for (const b of $("coef-metric").querySelectorAll("button")) {
+    b.setAttribute("aria-pressed", String(b.dataset.metric === state.coefMetric));
+  }
+  const metric = COEF_METRICS[state.coefMetric];
+  const rows = c.members.map((m) => ({ label: m.name, current: metric.value(m.current),
+    optimised: metric.value(m.optimised) }));
+  pairedBars($("coef-chart"), rows, coefSeries(), { height: 220, format: metric.format, unit: metric.unit });
+  legend($("coef-legend"), coefSeries());
+  const line = (m, head) => {
+    const tr = document.createElement("tr");
+    tr.dataset.member = m.member_id || m.cups;
+    tr.append(Object.assign(document.createElement("th"), { scope: "row", textContent: head }),
+      cell(pct1(m.current.self_consumption_ratio), { "data-field": "ratio-current" }),
+      cell(pct1(m.optimised.self_consumption_ratio), { "data-field": "ratio-optimised" }),
+      cell(fmtEur(m.current.savings_eur), { "data-field": "savings-current" }),
+      cell(fmtEur(m.optimised.savings_eur), { "data-field": "savings-optimised" }),
+      cell(signed(m.gain_savings_eur, fmtEur), { "data-field": "gain" }));
+    return tr;
+  };
+  $("coef-table").tBodies[0].replaceChildren(...c.members.map((m) => line(m, m.name)),
+    line({ ...k, member_id: "community" }, t("coefCommunity")));
+  renderCoefficientHours();
+}
+
+// per hour of the day: the optimised file's mean β against the member's annual share now
+const hourSeries = () => [
+  { key: "current", label: t("coefHoursCurrent"), color: COLORS.grid },
+  { key: "optimised", label: t("coefHoursOptimised"), color: COLORS.self },
+];
+
+function renderCoefficientHours() {
+  const profiles = state.coef?.hour_profiles || [];
+  $("coef-hours-block").hidden = !profiles.length;
+  if (!profiles.length) return;
+  const select = $("coef-member");
+  const wanted = select.value || profiles[0].member_id || profiles[0].cups;
+  select.replaceChildren(...profiles.map((p) => {
+    const id = p.member_id || p.cups;
+    return new Option(p.member_id ? memberName(p.member_id) : p.cups, id, false, id === wanted);
+  }));
+  const profile = profiles.find((p) => (p.member_id || p.cups) === select.value) || profiles[0];
+  const rows = profile.optimised.map((beta, hour) => ({ label: `${hour}`, current: profile.current_share,
+    optimised: beta }));
+  pairedBars($("coef-hours"), rows, hourSeries(), { height: 200, format: (v, axis) => (axis ? fmtPct(v) : pct1(v)), unit: "β" });
+  legend($("coef-hours-legend"), hourSeries());
+}
+
+async function loadCoefficients(token) {
+  try {
+    state.coef = await api(`/api/communities/${state.cid}/coefficients/comparison`, token);
+  } catch (error) {
+    console.warn("coefficients", error.message);
+  }
+  renderCoefficients();
+}
+
+// -- the command log (REST /commands): who asked, why, what was written and read back -----------
+const fmtValue = (v) => (v === null || v === undefined ? t("cmdNoValue") : typeof v === "number" ? fmtNumber(v, Number.isInteger(v) ? 0 : 2) : String(v));
+const fmtWritten = (written) => written.map((w) => (typeof w === "string" ? w : JSON.stringify(w))).join("; ");
+
+function renderCommands() {
+  const body = $("commands-table").tBodies[0];
+  if (!state.commands.length) {
+    const tr = document.createElement("tr");
+    tr.className = "none";
+    tr.append(cell(t("cmdNone"), { colspan: 8 }));
+    body.replaceChildren(tr);
+    return;
+  }
+  body.replaceChildren(...state.commands.map((c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.command = c.command_id;
+    const why = c.refusal || c.detail;
+    const stateCell = cell(t(`cmd_${c.state}`, {}, c.state), { "data-field": "state", class: `cmd-${c.state}` });
+    if (why) stateCell.title = why;
+    tr.append(Object.assign(document.createElement("th"), { scope: "row", textContent: fmtDateTime(c.issued_at_ms) }),
+      cell(c.device_id, { "data-field": "device" }),
+      cell(`${c.key} = ${fmtValue(c.value)}`, { "data-field": "setting" }),
+      cell(c.requested_by, { "data-field": "who" }),
+      cell(why ? `${c.reason} (${why})` : c.reason, { "data-field": "why", class: "why" }),
+      cell(fmtWritten(c.written), { "data-field": "written", class: "written" }),
+      cell(c.result ? fmtValue(c.readback) : "—", { "data-field": "readback" }),
+      stateCell);
+    return tr;
+  }));
+}
+
 async function refresh(token) {
   const cid = state.cid;
-  const [overview, devices, alarms, deadLetters, fleet] = await Promise.allSettled([
+  const [overview, devices, alarms, deadLetters, fleet, actions, commands] = await Promise.allSettled([
     api(`/api/communities/${cid}/overview`, token),
     api(`/api/communities/${cid}/devices`, token),
     api(`/api/communities/${cid}/alarms`, token),
     api(`/api/communities/${cid}/deadletters`, token),
     api("/api/fleet", token),
+    api(`/api/communities/${cid}/alarm-actions`, token),
+    api(`/api/communities/${cid}/commands`, token),
   ]);
+  if (actions.status === "fulfilled") state.actions = actions.value.actions;
+  if (commands.status === "fulfilled") state.commands = commands.value.commands;
   if (fleet.status === "fulfilled") {
     state.fleet = fleet.value.communities;
     remember("fleet", state.fleet);
@@ -279,6 +487,8 @@ function renderAll() {
   renderFleet();
   renderRecent();
   renderReconciliation();
+  renderCommands();
+  renderCoefficients();
 }
 
 function onMessage(channel, message) {
@@ -316,6 +526,8 @@ async function main() {
   setupLangSelect($("lang"));
   const token = getToken();
   if (!token) { $("need-token").hidden = false; return; }
+  state.token = token;
+  setupAssignForm();
   let me;
   try {
     me = await api("/api/me", token);
@@ -351,8 +563,13 @@ async function main() {
   drawTrend();
   $("recon-month").addEventListener("change", () => loadReconciliation(token));
   loadReconciliation(token);
+  for (const b of $("coef-metric").querySelectorAll("button")) {
+    b.addEventListener("click", () => { state.coefMetric = b.dataset.metric; renderCoefficients(); });
+  }
+  $("coef-member").addEventListener("change", renderCoefficientHours);
+  loadCoefficients(token);
   setInterval(() => refresh(token), 30 * 1000);
-  setInterval(() => loadReconciliation(token), 10 * 60 * 1000);
+  setInterval(() => { loadReconciliation(token); loadCoefficients(token); }, 10 * 60 * 1000);
   setInterval(() => {
     renderMembers(); renderCommunity(); drawTrend();
     if (state.conn !== "live") renderState($("conn-state"), state.conn, state.offlineSince);

@@ -41,6 +41,13 @@ export const ALARM = Object.freeze({
   updatedAtMs: "updated_at_ms", version: "version",
 });
 
+// AlarmAction: an operator's acknowledgement or assignment of an alarm (REST /alarm-actions)
+export const ALARM_ACTION = Object.freeze({
+  actionId: "action_id", alarmId: "alarm_id", communityId: "community_id", action: "action",
+  actor: "actor", tokenId: "token_id", atMs: "at_ms", assignee: "assignee", note: "note",
+});
+export const ALARM_ACTION_KIND = Object.freeze({ acknowledge: "acknowledge", assign: "assign" });
+
 export const ALARM_STATE = Object.freeze({ open: "open", closed: "closed" });
 export const SEVERITY = Object.freeze({ info: "info", warning: "warning", critical: "critical" });
 
