@@ -179,6 +179,68 @@ def start_kafka(settings: Settings, local: Path) -> subprocess.Popen[bytes]:
     return _spawn([*java, "kafka.Kafka", str(props)], base / "kafka.log")
 
 
+def _kafka_secure_properties(settings: Settings, data: Path, secure: SecureOptions,
+                             keystore: Path) -> str:
+    """The broker's properties with an external SASL_SSL (SCRAM-SHA-512) listener and ACLs.
+
+    Why ANONYMOUS is a super user: the loopback PLAINTEXT and CONTROLLER listeners carry no
+    identity (their principal is ANONYMOUS), and the services and tests on this machine must
+    keep working as before; only principals authenticated on SASL_SSL (the edges) are bound by
+    the ACLs ``ioe edge enrol`` creates (StandardAuthorizer, stored in the KRaft metadata).
+    """
+    host, _, port = settings.kafka_bootstrap.partition(":")
+    lines = _kafka_properties(settings, data).splitlines()
+    replace = {
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{int(port) + 1},"
+                     f"SASL_SSL://{secure.bind}:{secure.kafka_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port},"
+                                f"SASL_SSL://{secure.advertised_host}:{secure.kafka_port}",
+        "listener.security.protocol.map":
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+    }
+    # auto.create.topics.enable stays as the loopback services expect it: an edge has no
+    # CREATE permission, so it cannot create topics by producing to them anyway
+    out = [f"{k}={replace[k]}" if (k := line.partition("=")[0]) in replace else line
+           for line in lines if line]
+    out += [
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={keystore}",
+        # a revoked edge's open connection must authenticate again within this time
+        "connections.max.reauth.ms=300000",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found=false",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def kafka_keystore(options: SecureOptions) -> Path:
+    """The broker's key and certificate as one PEM keystore (0600) for Kafka's TLS."""
+    from ioe.edge.authority import EdgeAuthority
+    from ioe.edge.files import write_private
+
+    server = EdgeAuthority(options.state_dir).server_identity(options.server_names)
+    keystore = server.key_path.parent / "kafka-keystore.pem"
+    write_private(keystore, server.key_path.read_bytes() + server.cert_path.read_bytes())
+    return keystore
+
+
+def start_kafka_secure(settings: Settings, local: Path,
+                       options: SecureOptions) -> subprocess.Popen[bytes]:
+    libs = kafka_libs(local)
+    base = local / "kafka"
+    data = base / "data"
+    props = base / "server.properties"
+    props.write_text(_kafka_secure_properties(settings, data, options, kafka_keystore(options)))
+    java = _kafka_java(libs, _log4j2(base))
+    _format_kafka_storage(java, props, data)
+    return _spawn([*java, "kafka.Kafka", str(props)], base / "kafka.log")
+
+
 def free_port_pair(host: str = "127.0.0.1") -> int:
     """A free port P whose neighbour P+1 is free too (a broker's controller listens on P+1)."""
     for _ in range(100):
@@ -203,7 +265,10 @@ class PrivateKafka:
     never touched. ``stop``/``start``/``restart`` keep the data directory, like a real outage.
     """
 
-    def __init__(self, base: Settings, workdir: Path, *, partitions: int | None = None) -> None:
+    def __init__(self, base: Settings, workdir: Path, *, partitions: int | None = None,
+                 secure: SecureOptions | None = None) -> None:
+        """``secure``: also the SASL_SSL listener and the authorizer of ``up --secure`` (its
+        ``kafka_port`` should be a free port)."""
         port = free_port_pair()
         changes: dict[str, object] = {"kafka_bootstrap": f"127.0.0.1:{port}"}
         if partitions is not None:
@@ -213,7 +278,10 @@ class PrivateKafka:
         self.log = workdir / "kafka.log"
         self.props = workdir / "server.properties"
         workdir.mkdir(parents=True, exist_ok=True)
-        self.props.write_text(_kafka_properties(self.settings, workdir / "data"))
+        self.props.write_text(
+            _kafka_properties(self.settings, workdir / "data") if secure is None else
+            _kafka_secure_properties(self.settings, workdir / "data", secure,
+                                     kafka_keystore(secure)))
         self.java = _kafka_java(kafka_libs(base.local_dir), _log4j2(workdir), heap="512m")
         _format_kafka_storage(self.java, self.props, workdir / "data")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -343,16 +411,33 @@ def clickhouse_healthy(settings: Settings) -> bool:
 
 
 # -- Mosquitto -----------------------------------------------------------------------------------
-def start_mosquitto(settings: Settings, local: Path) -> subprocess.Popen[bytes]:
-    ensure_system_packages(["mosquitto"])
-    base = local / "mosquitto"
-    base.mkdir(parents=True, exist_ok=True)
-    conf = base / "mosquitto.conf"
-    user = "root" if os.geteuid() == 0 else os.environ.get("USER", "root")
-    conf.write_text("\n".join([
-        f"listener {settings.mqtt_port} {settings.mqtt_host}",
-        "allow_anonymous true",
-        f"user {user}",
+@dataclass(frozen=True)
+class SecureMosquitto:
+    """The external listener of ``ioe stack up --secure``: TLS, a client certificate from the
+    project's CA (its CN becomes the username), the ACL and CRL that ``ioe edge`` renders.
+
+    Why beside the loopback listener and not instead of it: the services and the tests on this
+    machine keep their plaintext 127.0.0.1 listener unchanged (``per_listener_settings`` keeps
+    the ACL to the secure listener only); only the outside world must prove who it is.
+    """
+
+    port: int
+    bind: str
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    crlfile: Path
+    acl_file: Path
+
+
+def _mosquitto_user() -> str:
+    return "root" if os.geteuid() == 0 else os.environ.get("USER", "root")
+
+
+def mosquitto_config(settings: Settings, base: Path, secure: SecureMosquitto | None = None) -> str:
+    """The broker's config; without ``secure`` exactly the plaintext loopback broker."""
+    common = [
+        f"user {_mosquitto_user()}",
         "persistence true",
         f"persistence_location {base}/",
         "autosave_interval 5",
@@ -362,10 +447,93 @@ def start_mosquitto(settings: Settings, local: Path) -> subprocess.Popen[bytes]:
         "log_dest stdout",
         "log_type error",
         "log_type warning",
-        "",
-    ]))
+    ]
+    if secure is None:
+        lines = [f"listener {settings.mqtt_port} {settings.mqtt_host}", "allow_anonymous true",
+                 *common]
+    else:
+        lines = [
+            # security settings per listener: the ACL binds the secure listener only
+            "per_listener_settings true", *common,
+            # Mosquitto logs who connects and each refusal (certificate, ACL) at notice level
+            "log_type notice",
+            f"listener {settings.mqtt_port} {settings.mqtt_host}", "allow_anonymous true",
+            f"listener {secure.port} {secure.bind}",
+            f"cafile {secure.cafile}",
+            f"certfile {secure.certfile}",
+            f"keyfile {secure.keyfile}",
+            f"crlfile {secure.crlfile}",
+            "require_certificate true",
+            "use_identity_as_username true",
+            "allow_anonymous false",
+            f"acl_file {secure.acl_file}",
+        ]
+    return "\n".join([*lines, ""])
+
+
+def mosquitto_command(settings: Settings, base: Path,
+                      secure: SecureMosquitto | None = None) -> list[str]:
+    """Write the config under ``base`` and return the command that starts the broker."""
+    base.mkdir(parents=True, exist_ok=True)
+    conf = base / "mosquitto.conf"
+    conf.write_text(mosquitto_config(settings, base, secure))
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    return _spawn([binary, "-c", str(conf)], base / "mosquitto.log")
+    return [binary, "-c", str(conf)]
+
+
+def start_mosquitto(settings: Settings, local: Path) -> subprocess.Popen[bytes]:
+    ensure_system_packages(["mosquitto"])
+    base = local / "mosquitto"
+    return _spawn(mosquitto_command(settings, base), base / "mosquitto.log")
+
+
+def secure_mosquitto(settings: Settings, options: SecureOptions) -> SecureMosquitto:
+    """Prepare the secure listener's files from the edge state (CA, broker certificate, ACL,
+    a fresh CRL) and describe it."""
+    from ioe.edge.authority import EdgeAuthority
+
+    authority = EdgeAuthority(options.state_dir)
+    server = authority.server_identity(options.server_names)
+    authority.publish()  # ACL and CRL as of now (a CRL past its next update refuses everyone)
+    return SecureMosquitto(port=options.mqtt_port, bind=options.bind, cafile=server.ca_path,
+                           certfile=server.cert_path, keyfile=server.key_path,
+                           crlfile=authority.ca.crl_path, acl_file=authority.acl_path)
+
+
+@dataclass(frozen=True)
+class SecureOptions:
+    """``ioe stack up --secure``: where the external listeners bind and the names edges dial."""
+
+    state_dir: Path
+    mqtt_port: int = 8883
+    kafka_port: int = 9093
+    bind: str = "0.0.0.0"  # noqa: S104 - the external listeners are the point of --secure
+    server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
+    #: the host Kafka advertises on its SASL_SSL listener (one of ``server_names``)
+    advertised_host: str = "127.0.0.1"
+
+
+def default_secure_options(settings: Settings) -> SecureOptions:
+    from ioe.edge.authority import default_state_dir
+
+    names = ["localhost", "127.0.0.1", socket.gethostname()]
+    names += [n for n in os.environ.get("IOE_SECURE_NAMES", "").split(",") if n]
+    advertised = os.environ.get("IOE_SECURE_HOST", "127.0.0.1")
+    return SecureOptions(state_dir=default_state_dir(settings),
+                         bind=os.environ.get("IOE_SECURE_BIND", "0.0.0.0"),  # noqa: S104
+                         server_names=tuple(dict.fromkeys([*names, advertised])),
+                         advertised_host=advertised)
+
+
+def start_mosquitto_secure(settings: Settings, local: Path,
+                           options: SecureOptions) -> subprocess.Popen[bytes]:
+    ensure_system_packages(["mosquitto"])
+    base = local / "mosquitto"
+    proc = _spawn(mosquitto_command(settings, base, secure_mosquitto(settings, options)),
+                  base / "mosquitto.log")
+    # `ioe edge revoke|enrol|renew` SIGHUP this pid to reload the ACL and CRL
+    (options.state_dir / "mosquitto.pid").write_text(str(proc.pid))
+    return proc
 
 
 def mosquitto_healthy(settings: Settings) -> bool:
@@ -418,8 +586,25 @@ def _pid_alive(pid: int) -> bool:
 
 
 # -- commands ------------------------------------------------------------------------------------
+def _secure_port(server: Server, secure: SecureOptions) -> int | None:
+    return {"mosquitto": secure.mqtt_port, "kafka": secure.kafka_port}.get(server.name)
+
+
+def _starter(server: Server,
+             secure: SecureOptions | None) -> Callable[[Settings, Path], subprocess.Popen[bytes]]:
+    if secure is None:
+        return server.start
+    if server.name == "mosquitto":
+        return lambda settings, local: start_mosquitto_secure(settings, local, secure)
+    if server.name == "kafka":
+        return lambda settings, local: start_kafka_secure(settings, local, secure)
+    return server.start
+
+
 def up(settings: Settings | None = None, only: list[str] | None = None,
-       out: Callable[[str], None] = print) -> None:
+       out: Callable[[str], None] = print, secure: SecureOptions | None = None) -> None:
+    """Start what is not running; with ``secure`` Mosquitto and Kafka also get their external
+    TLS listeners (a server already running without them is reported, never restarted)."""
     settings = settings or get_settings()
     local = settings.local_dir
     local.mkdir(parents=True, exist_ok=True)
@@ -429,6 +614,15 @@ def up(settings: Settings | None = None, only: list[str] | None = None,
             continue
         if server.healthy(settings):
             out(f"{server.name:<11} already running  {_where(server, settings)}")
+            port = _secure_port(server, secure) if secure else None
+            if secure is not None and port is not None:
+                if port_open("127.0.0.1", port):
+                    if server.name == "mosquitto":  # fresh ACL and CRL, reloaded on SIGHUP
+                        secure_mosquitto(settings, secure)
+                else:
+                    out(f"{server.name:<11} WARNING: running without its secure listener "
+                        f"(:{port}); restart it: ioe stack down --only {server.name} && "
+                        "ioe stack up --secure")
             continue
         pid_file = _pid_file(local, server)
         if pid_file.exists():
@@ -436,7 +630,7 @@ def up(settings: Settings | None = None, only: list[str] | None = None,
             if old and _pid_alive(old):  # ours but not answering yet: wait for it below
                 started.append((server, None))  # type: ignore[arg-type]
                 continue
-        proc = server.start(settings, local)
+        proc = _starter(server, secure)(settings, local)
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(str(proc.pid))
         started.append((server, proc))
@@ -451,6 +645,9 @@ def up(settings: Settings | None = None, only: list[str] | None = None,
                                  f" see {local / server.name}")
             time.sleep(0.5)
         out(f"{server.name:<11} started          {_where(server, settings)}")
+        port = _secure_port(server, secure) if secure else None
+        if secure is not None and port is not None:
+            out(f"{server.name:<11} secure listener  {secure.bind}:{port}")
 
 
 def stop_process_group(pid: int, timeout_s: float = 30.0) -> None:

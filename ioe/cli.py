@@ -56,6 +56,8 @@ COMMANDS: tuple[Command, ...] = (
             "warehouse.command"),
     Command("control", "active control: send a command, validate rules, the command log, run",
             "control.command"),
+    Command("edge", "edge identities: enrol, revoke, renew, list (certificates, last contact)",
+            "ioe.edge.command"),
 )
 BY_NAME = {c.name: c for c in COMMANDS}
 NOT_AVAILABLE = 3

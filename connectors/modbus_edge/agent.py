@@ -55,6 +55,9 @@ class EdgeConfig:
     metrics_port: int | None = None
     sqlite_synchronous: str = "FULL"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Kafka client security options from an enrolment bundle (``--bundle``); it holds the
+    #: SCRAM password, so it is never part of the repr
+    kafka_client: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 EDGE_KEYS = ("queue_path", "disk_budget_mb", "registry", "kafka_bootstrap", "topic_prefix",
@@ -169,7 +172,8 @@ class Agent:
         self.forwarder = Forwarder(
             self.outbox, self.settings, chunk=config.forward_chunk,
             on_sent=self.metrics.forwarded.inc,
-            on_error=lambda kind: self.metrics.forward_errors.inc())
+            on_error=lambda kind: self.metrics.forward_errors.inc(),
+            producer_options=config.kafka_client)
         self.links: dict[tuple[str, ...], Link] = make_links(config.devices)
         self.pollers = [Poller(d, self.links[d.link_key]) for d in config.devices]
         self.online: dict[str, bool] = {}

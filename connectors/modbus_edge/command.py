@@ -27,9 +27,15 @@ NO_READING = 3
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
+    parser.add_argument("--bundle", help="enrolment bundle directory (`ioe edge enrol`): run "
+                                         "the agent over the secure listeners as that edge; "
+                                         "its devices from --config or DIR/edge.yaml")
+    parser.add_argument("--config", dest="bundle_config",
+                        help="with --bundle: the edge YAML config (default DIR/edge.yaml)")
+    sub = parser.add_subparsers(dest="action")
     run = sub.add_parser("run", help="poll the configured devices and forward to Kafka")
-    run.add_argument("--config", required=True, help="edge YAML config file")
+    run.add_argument("--config", help="edge YAML config file (default: the bundle's)")
+    run.add_argument("--bundle", dest="run_bundle", help="enrolment bundle directory")
     run.add_argument("--registry", help="registry YAML (overrides the config / IOE_REGISTRY)")
     run.add_argument("--kafka", help="Kafka bootstrap (overrides the config / IOE_KAFKA)")
     read = sub.add_parser("read", help="read one device once and print JSON lines")
@@ -68,6 +74,23 @@ def run(args: argparse.Namespace) -> int:
         # device, request and exception code, so its copy is noise at INFO
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     handlers = {"run": _run_agent, "read": _read, "import-ini": _import_ini}
+    if args.action is None or args.action == "run":
+        bundle = getattr(args, "run_bundle", None) or args.bundle
+        args.bundle = bundle
+        if args.action is None:
+            if not bundle:
+                print("ioe modbus-edge: give a command (run, read, write, import-ini) or "
+                      "--bundle DIR", file=sys.stderr)
+                return 2
+            args.config, args.registry, args.kafka = args.bundle_config, None, None
+        if not args.config:
+            if not bundle:
+                print("ioe modbus-edge run: --config or --bundle is required", file=sys.stderr)
+                return 2
+            from pathlib import Path
+
+            args.config = str(Path(bundle) / "edge.yaml")
+        return _run_agent(args)
     if args.action == "write":
         from connectors.modbus_edge.writes import write_command
 
@@ -127,7 +150,27 @@ def _run_agent(args: argparse.Namespace) -> int:
 
     from connectors.modbus_edge.agent import Agent, load_config
 
-    config = load_config(args.config)
+    heartbeat = None
+    if args.bundle:
+        from ioe.edge.bundle import BundleError, load_bundle
+
+        try:
+            bundle = load_bundle(args.bundle)
+        except BundleError as exc:
+            print(f"ioe modbus-edge: {exc}", file=sys.stderr)
+            return 1
+    try:
+        config = load_config(args.config)
+    except OSError as exc:
+        print(f"ioe modbus-edge: edge config {args.config}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if args.bundle:
+        # the bundle's secure Kafka listener and credentials (password read from its file)
+        config = dataclasses.replace(
+            config, kafka_bootstrap=bundle.endpoints.kafka_bootstrap or config.kafka_bootstrap,
+            topic_prefix=bundle.topic_prefix or config.topic_prefix,
+            kafka_client=bundle.kafka_client_options())
+        log.info("modbus edge: running as %s (bundle %s)", bundle.id, bundle.directory)
     if args.registry:
         from pathlib import Path
 
@@ -142,6 +185,14 @@ def _run_agent(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if args.bundle:
+        from ioe.edge.heartbeat import HeartbeatSender
+
+        def _status() -> dict[str, Any]:
+            return {"queue_depth": len(agent.outbox),
+                    "errors": {d: "offline" for d, up in agent.online.items() if not up}}
+
+        heartbeat = HeartbeatSender(bundle, status=_status).start()
     # active control (connectors/modbus_edge/commands.py): only with a `control:` section
     from pathlib import Path
 
@@ -156,6 +207,8 @@ def _run_agent(args: argparse.Namespace) -> int:
     finally:
         if executor is not None:
             executor.stop()
+        if heartbeat is not None:
+            heartbeat.stop()
     return 0
 
 

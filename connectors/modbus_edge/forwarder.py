@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from connectors.modbus_edge.store import Outbox
@@ -38,7 +38,8 @@ class Forwarder:
                  flush_timeout_s: float = 20.0, backoff_max_s: float = 10.0,
                  on_sent: Callable[[int], None] | None = None,
                  on_error: Callable[[str], None] | None = None,
-                 producer_factory: Callable[[], Any] | None = None) -> None:
+                 producer_factory: Callable[[], Any] | None = None,
+                 producer_options: Mapping[str, Any] | None = None) -> None:
         self.outbox = outbox
         self.settings = settings
         self.chunk = chunk
@@ -46,8 +47,10 @@ class Forwarder:
         self.backoff_max_s = backoff_max_s
         self.on_sent = on_sent or (lambda n: None)
         self.on_error = on_error or (lambda kind: None)
+        # producer_options: the SASL_SSL credentials of an enrolment bundle (ioe.edge.bundle)
+        options = {**EDGE_PRODUCER, **(producer_options or {})}
         self._factory = producer_factory or (
-            lambda: make_producer(settings, **EDGE_PRODUCER))  # type: ignore[arg-type]
+            lambda: make_producer(settings, **options))  # type: ignore[arg-type]
         self._producer: Any = None
         self.wake = threading.Event()
         self.stop_event = threading.Event()

@@ -16,6 +16,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--brokers", type=int, choices=(1, 3), default=1,
                         help="with 'up': Kafka brokers (3 = a KRaft cluster on 9092/9094/9096 "
                              "with replication 3 and min.insync.replicas 2)")
+    parser.add_argument("--secure", action="store_true",
+                        help="with 'up': also the external listeners edges use — Mosquitto "
+                             "TLS with client certificates and ACL on 8883, Kafka SASL_SSL "
+                             "(SCRAM-SHA-512) with ACLs on 9093 (see docs/security.md)")
     parser.add_argument("--no-schema", action="store_true",
                         help="with 'up': do not create topics nor apply migrations")
 
@@ -31,8 +35,13 @@ def run(args: argparse.Namespace) -> int:
                 os.environ["IOE_KAFKA"] = up_cluster(stack.get_settings(), args.brokers)
                 only = [s.name for s in stack.SERVERS
                         if s.name != "kafka" and (not args.only or s.name in args.only)]
+            secure = (stack.default_secure_options(stack.get_settings()) if args.secure
+                      else None)
+            if args.secure and args.brokers > 1:
+                print("ioe stack up: --secure is for the single broker", file=sys.stderr)
+                return 2
             if only is None or only:
-                stack.up(only=only)
+                stack.up(only=only, secure=secure)
             if not args.no_schema and not args.only:
                 from ioe.commands.schema import apply_schema
 
