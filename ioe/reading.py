@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -23,6 +24,44 @@ MIN_TS_MS = 946_684_800_000
 MAX_FUTURE_MS = 24 * 3600 * 1000
 
 QUALITIES = ("measured", "estimated", "interpolated")
+
+#: below this a voltage is not a connected line (a floating input reads a few volts of noise;
+#: Tasmota reports 0.00 V when its voltage sensor is absent or not calibrated, an inverter
+#: asleep at night reports 0 V on its AC side)
+MIN_CONNECTED_V = 20.0
+FREQ_RANGE_HZ = (40.0, 70.0)
+PF_RANGE = (-1.0, 1.0)
+
+
+def plausible_voltage(voltage: float | None) -> bool:
+    return voltage is not None and voltage >= MIN_CONNECTED_V
+
+
+def auxiliary_checked(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The one rule for implausible auxiliary values, applied by every connector (the MQTT
+    decoders, the Modbus edge) before it builds a reading, so a 0 V beside 47 W means the
+    same whichever protocol it came by.
+
+    Voltage, frequency and power factor describe the line, they are not what is settled: a
+    value that cannot be a connected line (under 20 V, a frequency outside 40–70 Hz, a power
+    factor outside ±1) is noise of an unconnected or uncalibrated input, so it is dropped —
+    the power and energy of the same reading are kept. An unconnected line has no frequency
+    either. Power, energy and current are never touched here: 0 W is a real measurement. It
+    is not part of :meth:`Reading.from_dict` because that refuses, it never edits: a reading
+    on the wire is taken as its producer sent it.
+    """
+    checked = dict(values)
+    voltage = checked.get("voltage_v")
+    if voltage is not None and not plausible_voltage(voltage):
+        checked["voltage_v"] = None
+        checked["frequency_hz"] = None
+    freq = checked.get("frequency_hz")
+    if freq is not None and not FREQ_RANGE_HZ[0] <= freq <= FREQ_RANGE_HZ[1]:
+        checked["frequency_hz"] = None
+    pf = checked.get("power_factor")
+    if pf is not None and not PF_RANGE[0] <= pf <= PF_RANGE[1]:
+        checked["power_factor"] = None
+    return checked
 
 
 class ReadingError(ValueError):

@@ -3,12 +3,14 @@
 The web download is ``;``-separated with a decimal comma. Its column names changed over time and
 differ between the datadis.es download (``CUPS;Fecha;Hora;AE_kWh;energiaVertida_kWh;
 energiaGenerada_kWh;energiaAutoconsumida_kWh;metodoObtencion``), older exports and distributor
-portals (``Consumo_kWh``, ``Metodo_obtencion``, ``Energia_vertida_kWh``…) and the API's own
-JSON keys (``consumptionKWh``, ``surplusEnergyKWh``…). Header names are therefore normalised
+portals (``Consumo_kWh``, ``Metodo_obtencion``, ``Energia_vertida_kWh``…; e-distribución's
+``CUPS;Fecha;Hora;AE_kWh;AS_KWh;AE_AUTOCONS_kWh;REAL/ESTIMADO``, with ``R1_kVARh``…``R4_kVARh``
+in 3.0TD files) and the API's own JSON keys (``consumptionKWh``, ``surplusEnergyKWh``…). Header names are therefore normalised
 (accents, case and every separator removed: ``energiaVertida_kWh``, ``Energía vertida (kWh)``
 and ``ENERGIA_VERTIDA_KWH`` are one name) and looked up in one table; a column that is not in
 the table is an error naming it — silently dropping, say, the surplus column would settle a
-self-consumption supply as if it exported nothing.
+self-consumption supply as if it exported nothing. Columns that are known but have no field in
+the reading contract (reactive energy) are imported without and named in one log line.
 
 ``Fecha`` is ``YYYY/MM/DD`` (distributor portals use ``DD/MM/YYYY``; rows are given the API
 form); ``Hora`` is ``HH:MM`` (end of the interval) or, in CNMC-style files, the ordinal of the
@@ -22,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -41,9 +44,18 @@ COLUMNS = {
     "energiavertidakwh": "surplusEnergyKWh", "askwh": "surplusEnergyKWh",
     "surplusenergykwh": "surplusEnergyKWh", "excedentekwh": "surplusEnergyKWh",
     "energiageneradakwh": "generationEnergyKWh", "generationenergykwh": "generationEnergyKWh",
-    "energiaautoconsumidakwh": "selfConsumptionEnergyKWh",
+    "energiaautoconsumidakwh": "selfConsumptionEnergyKWh", "aeautoconskwh": "selfConsumptionEnergyKWh",
     "selfconsumptionenergykwh": "selfConsumptionEnergyKWh",
+    "estado": "obtainMethod",
 }
+#: columns Datadis and the distributors' portals export that the reading contract has no field
+#: for: known, so a file carrying them is imported, and said once per file (never an error,
+#: never silent); a column in neither table is an error
+UNUSED_COLUMNS = {
+    "r1kvarh": "reactive energy, quadrant 1", "r2kvarh": "reactive energy, quadrant 2",
+    "r3kvarh": "reactive energy, quadrant 3", "r4kvarh": "reactive energy, quadrant 4",
+}
+log = logging.getLogger(__name__)
 _DAY_FIRST = re.compile(r"^(\d{1,2})[/-](\d{1,2})[/-](\d{4})$")
 
 
@@ -60,20 +72,25 @@ def normalise_header(name: str) -> str:
 def header_map(names: list[Any]) -> dict[Any, str]:
     """Column name → API field for a whole header; an unknown column is an error."""
     fields: dict[Any, str] = {}
-    unknown = []
+    unknown, unused = [], []
     for name in names:
         key = normalise_header(name) if name is not None else ""
         if not key:
             continue  # the empty column a trailing ';' makes
         field = COLUMNS.get(key)
-        if field is None:
-            unknown.append(str(name))
-        else:
+        if field is not None:
             fields[name] = field
+        elif key in UNUSED_COLUMNS:
+            unused.append(f"{name} ({UNUSED_COLUMNS[key]})")
+        else:
+            unknown.append(str(name))
     if unknown:
         raise ImportFormatError(f"column(s) not understood: {', '.join(unknown)} (known: "
                                 f"{', '.join(sorted(set(COLUMNS)))}); fix the header or "
                                 "report the new Datadis column")
+    if unused:
+        log.info("Datadis file: column(s) not in the reading contract, not imported: %s",
+                 ", ".join(unused))
     return fields
 
 

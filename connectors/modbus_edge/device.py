@@ -22,7 +22,7 @@ from pymodbus.exceptions import ModbusException
 from connectors.modbus_edge import sunspec
 from connectors.modbus_edge.maps import RegisterMap, decode_points, load_map, parse_map
 from connectors.modbus_edge.planner import MAX_REGISTERS, Request, plan
-from ioe.reading import Reading, ReadingError
+from ioe.reading import Reading, ReadingError, auxiliary_checked
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +261,14 @@ def build_readings(device_id: str, register_map: RegisterMap,
     readings: list[Reading] = []
     rejected: list[tuple[dict[str, Any], ReadingError]] = []
     for channel in sorted(by_channel):
+        # the contract's one rule for auxiliary values (0 V of an inverter asleep, an
+        # unconnected phase's frequency): the same as the MQTT decoders apply
+        fields = {k: v for k, v in auxiliary_checked(by_channel[channel]).items()
+                  if v is not None}
+        if not fields:
+            continue  # only implausible auxiliary values: nothing measured on this channel
         data = {"device_id": f"{device_id}:{channel}" if channel else device_id,
-                "ts_ms": ts_ms, "source": register_map.source, **by_channel[channel]}
+                "ts_ms": ts_ms, "source": register_map.source, **fields}
         try:
             readings.append(Reading.from_dict(data))  # the contract's checks, once
         except ReadingError as exc:

@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from ioe.reading import Reading
+# the one rule for implausible auxiliary values lives with the contract: the Modbus edge
+# applies the same one
+from ioe.reading import Reading, auxiliary_checked, plausible_voltage
 
 #: Reasons a well-formed message yields no reading (the label of the "ignored" counter).
 IGNORE_REASONS = (
@@ -28,13 +30,6 @@ IGNORE_REASONS = (
     "attribute_copy",  # Zigbee2MQTT per-attribute copy of a value its JSON state carries
     "rate_limited",    # a dead letter of an origin already sampled in this window (counted)
 )
-
-#: below this a voltage is not a connected line (a floating input reads a few volts of noise;
-#: Tasmota reports 0.00 V when its voltage sensor is absent or not calibrated)
-MIN_CONNECTED_V = 20.0
-FREQ_RANGE_HZ = (40.0, 70.0)
-PF_RANGE = (-1.0, 1.0)
-
 
 class DecodeError(ValueError):
     """The payload does not match the format its topic promises (``reason`` decode_error), or
@@ -131,33 +126,6 @@ def epoch_seconds_to_ms(value: Any, what: str) -> int:
     return int(round(seconds * 1000))
 
 
-def plausible_voltage(voltage: float | None) -> bool:
-    return voltage is not None and voltage >= MIN_CONNECTED_V
-
-
-def auxiliary_checked(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The one rule for implausible auxiliary values, applied to every decoder's reading.
-
-    Voltage, frequency and power factor describe the line, they are not what is settled: a
-    value that cannot be a connected line (under 20 V, a frequency outside 40–70 Hz, a power
-    factor outside ±1) is noise of an unconnected or uncalibrated input, so it is dropped —
-    the power and energy of the same reading are kept. An unconnected line has no frequency
-    either. Power, energy and current are never touched here: 0 W is a real measurement.
-    """
-    checked = dict(values)
-    voltage = checked.get("voltage_v")
-    if voltage is not None and not plausible_voltage(voltage):
-        checked["voltage_v"] = None
-        checked["frequency_hz"] = None
-    freq = checked.get("frequency_hz")
-    if freq is not None and not FREQ_RANGE_HZ[0] <= freq <= FREQ_RANGE_HZ[1]:
-        checked["frequency_hz"] = None
-    pf = checked.get("power_factor")
-    if pf is not None and not PF_RANGE[0] <= pf <= PF_RANGE[1]:
-        checked["power_factor"] = None
-    return checked
-
-
 def reading(device_id: str, ts_ms: int, source: str, values: Mapping[str, Any]) -> Reading:
     """Build a reading, dropping the fields that carry no value (and, by the one rule of
     :func:`auxiliary_checked`, the auxiliary values that cannot be real)."""
@@ -182,6 +150,6 @@ def phase_mean(value: Any, what: str) -> float | None:
     """A scalar, or a per-phase array averaged over the connected phases (voltage)."""
     if isinstance(value, list):
         parts = [number(v, f"{what}[{i}]") for i, v in enumerate(value)]
-        connected = [p for p in parts if plausible_voltage(p)]
+        connected = [p for p in parts if p is not None and plausible_voltage(p)]
         return sum(connected) / len(connected) if connected else None
     return number(value, what)

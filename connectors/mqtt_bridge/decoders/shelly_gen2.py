@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ioe.reading import FREQ_RANGE_HZ, MIN_CONNECTED_V
+
 from .base import (
-    FREQ_RANGE_HZ,
-    MIN_CONNECTED_V,
     DecodeContext,
     Decoded,
     DecodeError,

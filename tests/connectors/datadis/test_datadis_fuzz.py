@@ -22,6 +22,9 @@ from connectors.datadis.readings import convert_rows
 
 MADRID = ZoneInfo("Europe/Madrid")
 HEADER = "CUPS;Fecha;Hora;AE_kWh;energiaVertida_kWh;metodoObtencion"
+#: e-distribución's portal header (3.0TD, see test_datadis_real_inputs.py for its source)
+EDISTRIBUCION_HEADER = ("CUPS;Fecha;Hora;AE_kWh;AS_KWh;R1_kVARh;R2_kVARh;R3_kVARh;R4_kVARh;"
+                        "AE_AUTOCONS_kWh;REAL/ESTIMADO")
 CELLS = st.sampled_from([CUPS_A, "", "2025/10/26", "26/10/2025", "2025-03-30", "03:00", "24:00",
                          "00:00", "02:30", "25:00", "1", "25", "0,5", "1.234,5", "nan", "-1",
                          "1e309", "Real", "Estimada", "R", "", ";", '"', "\x00", "abc"])
@@ -60,6 +63,7 @@ def check_file(reader, text: str) -> None:  # noqa: ANN001
 @given(st.lists(st.lists(CELLS, min_size=0, max_size=8).map(";".join), max_size=12))
 def test_fuzz_csv(lines):
     check_file(read_csv, "\n".join([HEADER, *lines]))
+    check_file(read_csv, "\n".join([EDISTRIBUCION_HEADER, *lines]))
     check_file(read_csv, "\n".join(lines))
 
 

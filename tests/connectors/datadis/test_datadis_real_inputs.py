@@ -67,6 +67,34 @@ def test_a_column_the_importer_does_not_understand_is_reported():
         read_json('[{"cups": "x", "date": "2025/06/15", "time": "01:00", "weird": 1}]')
 
 
+#: e-distribución's portal download (3.0TD supply: reactive energy by quadrant too). The header
+#: is the portal's as third-party e-distribución importers read it (public code index: parsers
+#: reading ``AE_kWh``/``AS_KWh``/``AE_AUTOCONS_kWh``/``R1_kVARh``…``R4_kVARh``/``REAL/ESTIMADO``
+#: with ``DD/MM/YYYY`` dates and ordinal hours 1…24, and a CLI that writes "the header of the
+#: portal (CUPS;Fecha;Hora;AE_kWh;AS_KWh;AE_AUTOCONS_kwh;REAL/ESTIMADO)")
+EDISTRIBUCION_HEADER = ("CUPS;Fecha;Hora;AE_kWh;AS_KWh;R1_kVARh;R2_kVARh;R3_kVARh;R4_kVARh;"
+                        "AE_AUTOCONS_kWh;REAL/ESTIMADO")
+
+
+def test_edistribucion_portal_export_with_reactive_columns(caplog):
+    text = "\n".join([EDISTRIBUCION_HEADER,
+                      f"{CUPS_A};15/06/2025;12;0,120;1,250;0,010;0;0;0,002;0,250;R",
+                      f"{CUPS_A};15/06/2025;13;0,080;1,400;0;0;0;0;;E"])
+    with caplog.at_level("INFO", logger="connectors.datadis.files"):
+        rows = read_csv(text)
+    assert rows[0]["selfConsumptionEnergyKWh"] == "0,250"
+    assert "R1_kVARh (reactive energy, quadrant 1)" in caplog.text  # named, not silent
+    out = convert_rows(rows, device_id=f"datadis:{CUPS_A}", community_id=None, tz=MADRID,
+                       interval_s=3600)
+    # hour 12 of 15/06 is 11:00–12:00 CEST, ending 10:00 UTC; 0,120 kWh = 120 Wh drawn,
+    # 1,250 kWh = 1250 Wh exported; R = measured, E = estimated
+    assert [(iso(r.ts_ms), r.interval_energy_wh, r.interval_energy_returned_wh, r.quality)
+            for r in out.readings] == [
+        ("2025-06-15T10:00Z", 120.0, 1250.0, "measured"),
+        ("2025-06-15T11:00Z", 80.0, 1400.0, "estimated")]
+    assert normalise_header("AE_AUTOCONS_kwh") == "aeautoconskwh"  # the CLI's spelling
+
+
 def test_distributor_portal_dates_day_first():
     rows = read_csv(f"CUPS;Fecha;Hora;Consumo_kWh\n{CUPS_A};26/10/2025;1;0,5\n")
     assert rows[0]["date"] == "2025/10/26" and rows[0]["ordinal"] == 1

@@ -109,7 +109,8 @@ def test_sunspec_base_50000_chain_with_unsupported_model(modbus_server):
         (120, 26, {}),                            # nameplate: not used, walked over by L
         (101, 50, {14: i16(-30), 15: i16(0), 2: u16(0xFFFF), 6: i16(0),
                    24: u32(0), 26: i16(0), 38: u16(2)}),
-        (213, 124, {28: f32(350.5), 60: f32(1000.0), 68: f32(2500.75), 26: f32(50.02)}),
+        (213, 124, {28: f32(350.5), 60: f32(1000.0), 68: f32(2500.75), 26: f32(50.02),
+                    10: f32(231.2)}),  # a live meter's line: 0 V would drop its 50.02 Hz
     ])
     image[0] = 0x1234  # something at 0 that is not the marker
     image[1] = 0x5678
@@ -126,12 +127,28 @@ def test_sunspec_base_50000_chain_with_unsupported_model(modbus_server):
     assert meter.energy_wh == pytest.approx(2500.75)
     assert meter.energy_returned_wh == pytest.approx(1000.0)
     assert meter.frequency_hz == pytest.approx(50.02, abs=1e-4)
+    assert meter.voltage_v == pytest.approx(231.2, abs=1e-4)
 
 
 def test_sunspec_not_found_is_an_error(modbus_server):
     server = modbus_server({1: {0: 1, 1: 2, 40000: 3, 40001: 4}})
     with pytest.raises(Exception, match="SunSpec marker not found"):
         poll(server, "sunspec", 1)
+
+
+def test_sunspec_inverter_at_night_keeps_power_drops_the_dead_line(modbus_server):
+    """A Fronius Symo 5.0-3-M at night (model 103 as dumped in evcc-io/evcc issue 16924): 0 A,
+    0 V, 0 W, 0 Hz, PF not implemented, WH 75 438 296. The 0 W and 0 A are measurements and
+    kept; 0 V / 0 Hz are not a line, so the contract's one rule drops them — as the MQTT
+    decoders drop a Tasmota's 0.00 V (``ioe.reading.auxiliary_checked``)."""
+    night = (103, 50, {2: u16(0), 6: i16(-2), 10: u16(0), 13: i16(-2), 14: i16(0),
+                       15: i16(-2), 16: u16(0), 17: i16(-2), 22: u16(0x8000), 23: u16(0x8000),
+                       24: u32(75_438_296), 26: i16(0), 38: u16(2)})
+    image = sunspec_image(40000, [common_model(66, "Fronius", "28093020"), night])
+    (inv,) = poll(modbus_server({1: image}), "sunspec", 1, "symo").readings
+    assert (inv.power_w, inv.current_a, inv.energy_wh) == (0.0, 0.0, 75_438_296.0)
+    assert (inv.voltage_v, inv.frequency_hz, inv.power_factor) == (None, None, None)
+    assert inv.status == "sleeping"
 
 
 # -- Huawei SUN2000 ------------------------------------------------------------------------------

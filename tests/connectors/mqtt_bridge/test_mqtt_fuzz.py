@@ -164,6 +164,7 @@ def mutate(rng: random.Random, payload: bytes) -> bytes:
 
 
 @pytest.mark.long
+@pytest.mark.timeout(3600)  # a million inputs on a shared machine
 def test_long_fuzz_a_million_messages():
     count = int(os.environ.get("IOE_FUZZ_INPUTS", "1000000"))
     rng = random.Random(20261203)
