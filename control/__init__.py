@@ -13,9 +13,12 @@ Modules, one concept each:
 - ``store``     ClickHouse: the command log (who asked, why, what was written, what was read
   back) and its query
 - ``run``       ``ioe control run``: live values in, rules evaluated, commands out, results stored
-- ``command``   the CLI: ``send``, ``rules validate``, ``log``, ``run``
+- ``command``   the CLI: ``send``, ``rules validate``, ``log``, ``run``, ``ocpp``
+- ``ocpp/``     the OCPP 1.6J central system EV chargers connect to: their meter values
+  become readings, ``ev_current_a``/``ev_power_w`` commands become charging profiles
 
 Executors live with their connectors: ``connectors/modbus_edge/commands.py`` (register writes
 through the map's ``writable`` section) and ``connectors/mqtt_bridge/commands.py`` (Shelly
-Gen1/Gen2/Gen3 and Tasmota relays).
+Gen1/Gen2/Gen3 and Tasmota relays); chargers have no connector of their own (they dial in),
+so their executor is the central system, ``control/ocpp/central.py``.
 """

@@ -81,9 +81,11 @@ class ResultWatcher:
         self.consumer.close()
 
 
-#: handles(command) -> True when this executor owns the device; execute(command) -> result
+#: handles(command) -> True when this executor owns the device; execute(command) -> result,
+#: or None when the executor answers later itself through :meth:`ExecutorLoop.report` (the OCPP
+#: central system: a charger's command waits for its charger without holding up the others)
 Handles = Callable[[Command], bool]
-Execute = Callable[[Command], CommandResult]
+Execute = Callable[[Command], CommandResult | None]
 
 
 class ExecutorLoop:
@@ -172,16 +174,29 @@ class ExecutorLoop:
                         command.device_id, command.deadline_ms, now)
         else:
             try:
-                result = self.execute(command)
+                outcome = self.execute(command)
             except Exception as exc:  # noqa: BLE001 - reported as a failed command
-                result = CommandResult(command.command_id, command.community_id,
-                                       command.device_id, command.key, CommandStatus.FAILED,
-                                       command.value, None, self.executor, self.clock(),
-                                       f"{type(exc).__name__}: {exc}")
+                outcome = CommandResult(command.command_id, command.community_id,
+                                        command.device_id, command.key, CommandStatus.FAILED,
+                                        command.value, None, self.executor, self.clock(),
+                                        f"{type(exc).__name__}: {exc}")
+            if outcome is None:  # deferred: the executor reports it through report()
+                return
+            result = outcome
             self.executed += 1
             log.info("%s: %s %s=%r by %s -> %s (read back %r)", self.executor,
                      command.device_id, command.key, command.value, command.requested_by,
                      result.status, result.readback)
+        send_result(self._producer, self.settings, result)
+
+    def report(self, result: CommandResult) -> None:
+        """The result of a command whose :data:`Execute` returned None (any thread)."""
+        if result.status == CommandStatus.EXPIRED:
+            self.expired += 1
+        else:
+            self.executed += 1
+        log.info("%s: %s %s=%r -> %s (read back %r)", self.executor, result.device_id,
+                 result.key, result.requested, result.status, result.readback)
         send_result(self._producer, self.settings, result)
 
     def stop(self) -> None:

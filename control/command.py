@@ -1,4 +1,5 @@
-"""``ioe control``: send a command by hand, validate a rule file, show the log, run the rules.
+"""``ioe control``: send a command by hand, validate a rule file, show the log, run the rules,
+and ``ocpp``: the OCPP 1.6J central system the EV chargers connect to.
 
 ``send`` is also the hand test of the whole path: it goes through the permission and bounds
 checks, the ``ioe.commands`` topic, the edge or bridge that owns the device, the device, and
@@ -40,7 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     send.add_argument("--ttl-s", type=float, default=30.0,
                       help="deadline: not executed after this many seconds")
     send.add_argument("--revert-s", type=int, default=None,
-                      help="device-side revert timeout (inverters, batteries)")
+                      help="device-side revert timeout (inverters, batteries; a charger's "
+                      "profile duration, default 900 s)")
     send.add_argument("--dry-run", action="store_true", help="check and store, do not send")
     send.add_argument("--registry", type=Path, default=None,
                       help=f"registry YAML (default $IOE_REGISTRY or {settings.registry_path})")
@@ -62,6 +64,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--registry", type=Path, default=None)
     run.add_argument("--interval-s", type=float, default=1.0)
     run.add_argument("--no-store", action="store_true")
+    ocpp = sub.add_parser("ocpp", help="OCPP 1.6J central system: EV chargers connect here; "
+                          "their meter values become readings, ev_current_a/ev_power_w "
+                          "commands become charging profiles")
+    ocpp.add_argument("--host", default="0.0.0.0")
+    ocpp.add_argument("--port", type=int, default=8887,
+                      help="chargers connect to ws://HOST:PORT/<chargePointId> (default 8887)")
+    ocpp.add_argument("--registry", type=Path, default=None,
+                      help=f"registry YAML (default $IOE_REGISTRY or {settings.registry_path})")
+    ocpp.add_argument("--no-follow-registry", action="store_true",
+                      help="do not follow the ioe.registry topic (YAML only)")
+    ocpp.add_argument("--heartbeat-s", type=int, default=60,
+                      help="heartbeat interval given to chargers at boot")
+    ocpp.add_argument("--timeout-s", type=float, default=10.0,
+                      help="how long to wait for a charger's answer")
+    ocpp.add_argument("--group-id", default=None,
+                      help="consumer group of ioe.commands (one per central system)")
+    ocpp.add_argument("--require-auth", action="store_true",
+                      help="refuse chargers whose registry entry has no auth_key_env")
+    ocpp.add_argument("--log-frames", action="store_true",
+                      help="log every OCPP frame (id tags included: for debugging only)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         return _validate(args)
     if args.action == "log":
         return _log(args)
+    if args.action == "ocpp":
+        return _ocpp(args)
     return _run(args)
 
 
@@ -222,4 +246,43 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     run_loop(loop, stop, args.interval_s)
+    return 0
+
+
+def _ocpp(args: argparse.Namespace) -> int:
+    from control.ocpp.central import WIRE, CentralSystem
+    from ioe.registry import Registry, RegistryError
+    from ioe.registry_follower import RegistryFollower
+
+    settings = get_settings()
+    path = args.registry or settings.registry_path
+    try:
+        registry = _registry(path) if Path(path).exists() or args.no_follow_registry \
+            else Registry()
+    except RegistryError as exc:
+        print(f"control ocpp: {exc}", file=sys.stderr)
+        return NOT_DONE
+    if args.log_frames:
+        WIRE.setLevel(logging.INFO)
+    follower = None if args.no_follow_registry else RegistryFollower(settings, registry)
+    if follower is not None:
+        follower.start_thread()
+    central = CentralSystem(settings, registry, host=args.host, port=args.port,
+                            heartbeat_s=args.heartbeat_s, timeout_s=args.timeout_s,
+                            group_id=args.group_id, require_auth=args.require_auth)
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        central.start()
+        stop.wait()
+    finally:
+        central.stop()
+        if follower is not None:
+            follower.stop()
     return 0

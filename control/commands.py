@@ -20,6 +20,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from control.ocpp.limits import ChargerSpec, OutOfBounds
 from ioe.messages import Command
 from ioe.registry import Device, Registry
 
@@ -64,6 +65,8 @@ KEYS: dict[str, KeySpec] = {k.key: k for k in (
     KeySpec("relay", ("relay",), words=("on", "off"), description="switch a relay or plug"),
     KeySpec("ev_current_a", ("ev",), "A", 0, 80, nullable=True,
             description="EV charging current limit (0 pauses; none removes the profile)"),
+    KeySpec("ev_power_w", ("ev",), "W", 0, 60_000, nullable=True,
+            description="EV charging power limit (0 pauses; none removes the profile)"),
 )}
 
 RELAY_DECODERS = ("shelly-gen1", "shelly_gen1", "shelly-gen2", "shelly_gen2", "shelly-gen3",
@@ -147,6 +150,11 @@ def bound(key: str, value: Any, device: Device) -> float | str | None:
     low, high = _device_bounds(spec, device)
     if not math.isfinite(number) or not low <= number <= high:
         raise Refused(f"{key}: {value} is outside [{low:g}, {high:g}] {spec.unit}".rstrip())
+    if kind == "ev":  # the charger's own bounds: 0 (pause) or [min, max] current
+        try:
+            ChargerSpec.of(device).check(key, number)
+        except OutOfBounds as exc:
+            raise Refused(str(exc)) from None
     return int(number) if number == int(number) else number
 
 
