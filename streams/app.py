@@ -28,6 +28,7 @@ from ioe.settings import Settings
 from ioe.topics import ANOMALIES, BALANCES, DEADLETTER, LIVE, READINGS
 from streams.anomalies import agent as anomaly_agent
 from streams.context import BatchHook, Routed, WorkerConfig, WorkerContext
+from streams.faust_glue import reseek_after_recovery
 from streams.processor import TABLES, ReadingsProcessor
 from streams.sink import Sink
 from streams.state import CODEC, upgrade
@@ -81,9 +82,14 @@ def create_app(settings: Settings, config: WorkerConfig) -> tuple[faust.App, Wor
     tables = {name: state_table(app, name, settings.partitions) for name in TABLES}
     processor = ReadingsProcessor(ctx, tables)
 
+    reseeks: set[asyncio.Task[bool]] = set()
+
     @app.on_partitions_assigned.connect
     async def _assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         processor.on_rebalance()
+        task = asyncio.ensure_future(reseek_after_recovery(app, app.consumer_generation_id))
+        reseeks.add(task)
+        task.add_done_callback(reseeks.discard)
 
     if config.stall_s > 0:
         app.timer(interval=max(1.0, config.stall_s / 6))(processor.check_stall)

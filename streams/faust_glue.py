@@ -156,6 +156,8 @@ class Offsets:
         self.app = app
         self.settings = settings
         self.next_offset: dict[TP, int] = {}
+        #: records delivered again below the next offset (skipped, counted)
+        self.redelivered = 0
         self._consumer: AIOKafkaConsumer | None = None
 
     def clear(self) -> None:
@@ -198,6 +200,11 @@ class Offsets:
             expected = self.next_offset.get(tp)
             if expected is None:
                 expected = await self.committed(tp)
+            if expected is not None and offset < expected:
+                # processed already in this process: the re-seek after a recovery
+                # (:func:`reseek_after_recovery`) delivers again what it cannot tell apart
+                self.redelivered += 1
+                continue
             if expected is not None and offset > expected:
                 log.warning("stream skipped %s[%d] offsets %d..%d: processing them now",
                             tp[0], tp[1], expected, offset - 1)
@@ -229,6 +236,41 @@ class Offsets:
         return out
 
 
+async def reseek_after_recovery(app: faust.App, generation: int,
+                                timeout_s: float = 300.0) -> bool:
+    """Seek the stream partitions to their committed offsets once the worker is ready.
+
+    The root cause of the restart stall (measured with faust-streaming 0.15.3 and aiokafka
+    0.14, diagnostics in the issue note): during a rebalance aiokafka's fetcher keeps fetching
+    *every* assigned partition (Faust pauses partitions only in its own bookkeeping), so it
+    hands readings to Faust while Faust is still recovering its tables. Faust drops the ones it
+    cannot deliver yet (not active, or arriving before ``flow_control`` resumes) without
+    acknowledging them, but the fetch position has moved past them. Faust seeks to the
+    committed offsets *before* it resumes the flow, so a fetch answered in between is lost to
+    this generation: the readings wait in Kafka, uncommitted, until the next rebalance — the
+    "worker joins, recovers, and receives nothing" stall. Seeking once more after the flow is
+    running closes that window; what was already processed comes again and is skipped by
+    :meth:`Offsets.records` (offsets below the next one expected).
+
+    Returns False when another rebalance came first (it schedules its own re-seek)."""
+    consumer: Any = app.consumer
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if app.consumer_generation_id != generation:
+            return False
+        # ``rebalancing`` turns False in the same step that resumes the flow ("Worker ready");
+        # the recovery's ``completed`` event is no use here: Faust never clears it
+        if not app.rebalancing and app.flow_control.is_active() and consumer.flow_active:
+            await consumer.perform_seek()
+            log.info("stream partitions sought to their committed offsets after recovery "
+                     "(generation %s)", generation)
+            return True
+        await asyncio.sleep(0.01)
+    log.warning("recovery of generation %s not complete after %.0f s: no re-seek", generation,
+                timeout_s)
+    return False
+
+
 class StallWatchdog:
     """Restart the process when readings wait and none has been processed for a while.
 
@@ -249,6 +291,8 @@ class StallWatchdog:
         self.on_stall = on_stall
         self.progress_at = time.monotonic()
         self._positions: dict[TP, int] = {}
+        #: partition -> (next offset to process, first offset, end offset) at the last check
+        self._bounds: dict[int, tuple[int | None, int, int]] = {}
 
     def progress(self) -> None:
         self.progress_at = time.monotonic()
@@ -271,6 +315,7 @@ class StallWatchdog:
                 if bounds is None:
                     return
                 first, end = bounds
+                self._bounds[tp.partition] = (done, first, end)
                 positions[(tp.topic, tp.partition)] = max(done or 0, first)
                 waiting += max(0, end - positions[(tp.topic, tp.partition)])
         except Exception as exc:  # the watchdog must never become the problem
@@ -283,16 +328,85 @@ class StallWatchdog:
         if suspected != positions:
             return  # readings just arrived after an idle spell: judge at the next check
         self.on_stall()
-        consumer = self.app.consumer
-        log.error("stall diagnostics: paused=%s active=%s buffered=%s",  # for the open defect
-                  sorted(map(tuple, getattr(consumer, "_paused_partitions", ()) or ())),
-                  sorted(map(tuple, getattr(consumer, "_active_partitions", ()) or ())),
-                  sorted(map(tuple, getattr(consumer, "_buffered_partitions", ()) or ())))
+        log.error("stall diagnostics: %s; waiting (next, first, end): %s",
+                  stall_diagnostics(self.app, self.topic), self._bounds)
         log.error("no reading processed for %.0f s while %d wait on %d partition(s): the "
                   "consumer is stalled; restarting this worker process", self.stall_s,
                   waiting, len(assigned))
         logging.shutdown()
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+def stall_diagnostics(app: faust.App, topic: str) -> dict[str, Any]:
+    """Where a reading waiting on ``topic`` is held: Faust's flow and partition sets, and
+    aiokafka's fetcher state of each assigned partition of the topic."""
+    out: dict[str, Any] = {}
+    consumer: Any = app.consumer
+    try:
+        out["faust"] = {
+            "flow_active": consumer.flow_active,
+            "paused": sorted(tp.partition for tp in consumer._paused_partitions
+                             if tp.topic == topic),
+            "active": sorted(tp.partition for tp in consumer._active_partitions or ()
+                             if tp.topic == topic),
+            "buffered": sorted(tp.partition for tp in consumer._buffered_partitions
+                               if tp.topic == topic),
+            "fetcher_service": str(getattr(app, "_fetcher", None) and app._fetcher.state),
+            "flow_control_suspended": getattr(app.flow_control, "is_active", lambda: "?")(),
+        }
+        conductor: Any = app.topics
+        out["conductor"] = {
+            "channels_per_partition": {tp.partition: len(chans)
+                                       for tp, chans in conductor._tp_index.items()
+                                       if tp.topic == topic},
+            "queued": {tp.partition: [chan.queue.qsize() for chan in chans]
+                       for tp, chans in conductor._tp_index.items() if tp.topic == topic},
+        }
+        actors = []
+        for agent in app.agents.values():
+            for actor in getattr(agent, "_actors", ()):
+                task = actor.actor_task
+                actors.append({"agent": agent.name[-30:],
+                               "done": task is None or task.done(),
+                               "awaiting": _actor_stack(actor)})
+        out["actors"] = actors
+        kafka = consumer._thread._consumer
+        fetcher = kafka._fetcher
+        assignment = kafka._subscription.subscription.assignment
+        parts = {}
+        for tp in sorted(assignment.tps):
+            if tp.topic != topic:
+                continue
+            state = assignment.state_value(tp)
+            held = fetcher._records.get(tp)
+            parts[tp.partition] = {
+                "position": state.position if state.has_valid_position else None,
+                "awaiting_reset": state.awaiting_reset, "paused": state.paused,
+                "highwater": state.highwater, "lso": state.lso,
+                "last_fetch_age_s": (round(time.time() - state.timestamp / 1000, 1)
+                                     if state.timestamp else None),
+                "held": None if held is None else repr(held)[:120],
+            }
+        out["aiokafka"] = {
+            "partitions": parts, "in_flight": sorted(fetcher._in_flight),
+            "pending_tasks": len(fetcher._pending_tasks),
+            "fetch_task_done": fetcher._fetch_task.done(),
+            "records_held": sorted(f"{tp.topic[-30:]}:{tp.partition}" for tp in fetcher._records),
+            "waiters": len(fetcher._fetch_waiters),
+            "reassignment": kafka._subscription.reassignment_in_progress,
+        }
+    except Exception as exc:  # diagnostics must never fail the watchdog
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def _actor_stack(actor: Any) -> list[str]:
+    """Where a Faust actor's coroutine is suspended (Faust formats the await chain)."""
+    try:
+        lines = actor.traceback().splitlines()
+    except Exception as exc:
+        return [f"{type(exc).__name__}: {exc}"]
+    return [line.strip() for line in lines if line.strip().startswith("File")][-12:]
 
 
 def views(tables: Mapping[str, MutableMapping[str, Any]]) -> dict[str, WriteBack]:

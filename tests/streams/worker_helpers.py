@@ -76,6 +76,10 @@ def send_readings(producer: Any, topic: str, readings: Iterable[Reading]) -> int
     return count
 
 
+#: what the worker logs when a guard fires (streams/faust_glue.py: StallWatchdog, Offsets)
+GUARD_MARKS = ("the consumer is stalled", "stream skipped")
+
+
 class WorkerProcess:
     """``ioe worker`` in a subprocess, on the test's private topics and database."""
 
@@ -112,6 +116,13 @@ class WorkerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def guards_fired(self) -> list[str]:
+        """The log lines of the worker's guards against the Faust stall and skipped ranges
+        (``ioe_worker_stalls``, ``ioe_worker_stream_gaps``): with the root cause fixed they
+        must stay silent, so tests assert this is empty."""
+        return [line for line in self.log_text().splitlines()
+                if any(mark in line for mark in GUARD_MARKS)]
 
 
 class TopicReader:
