@@ -4,9 +4,11 @@ issue them (the NodeRed role of the system this product replaces).
 Modules, one concept each:
 
 - ``commands``  who may ask what of which device (permission), within which bounds, until when
-  (deadline); a refused command is logged and stored, never sent
+  (deadline), how often (manual commands per device per minute); a refused command is logged
+  and stored, never sent
 - ``rules``     rule files as data (YAML, ``file:line`` errors) and the pure evaluator
-  ``evaluate(rules, live, memory, now_ms)`` with hysteresis, minimum on-time and renewal
+  ``evaluate(rules, live, memory, now_ms)`` with hysteresis, minimum on-time and renewal (a
+  limit carries ``revert_s`` and is re-sent while the rule holds it, never after)
 - ``live``      the live state the rules read, folded from ``ioe.live`` messages
 - ``bus``       Kafka: send a command, wait for its result, and the executor loop the
   connectors use (deadline checked before anything is written: never executed late)

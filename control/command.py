@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ from ioe.settings import get_settings
 log = logging.getLogger(__name__)
 
 NOT_DONE = 2
+RATE_ENV = "IOE_CONTROL_RATE_PER_MIN"
 #: after the deadline, how long ``send`` still waits for a result in flight
 GRACE_MS = 2000
 
@@ -47,6 +49,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     send.add_argument("--registry", type=Path, default=None,
                       help=f"registry YAML (default $IOE_REGISTRY or {settings.registry_path})")
     send.add_argument("--no-store", action="store_true", help="do not write the command log")
+    send.add_argument("--rate-per-min", type=int, default=_default_rate(),
+                      help="at most this many manual commands per device per minute, counted "
+                      "in the command log (default $IOE_CONTROL_RATE_PER_MIN or "
+                      "%(default)s)")
     rules = sub.add_parser("rules", help="rule files")
     rules_sub = rules.add_subparsers(dest="rules_action", required=True)
     validate = rules_sub.add_parser("validate", help="check a rule file (file:line errors)")
@@ -98,6 +104,19 @@ def run(args: argparse.Namespace) -> int:
     return _run(args)
 
 
+def _default_rate() -> int:
+    """``IOE_CONTROL_RATE_PER_MIN`` or the built-in default (a bad value is said, not used)."""
+    from control.commands import DEFAULT_RATE_PER_MIN
+
+    text = os.environ.get(RATE_ENV, "")
+    try:
+        return int(text) if text else DEFAULT_RATE_PER_MIN
+    except ValueError:
+        print(f"control: {RATE_ENV}={text!r} is not an integer; using "
+              f"{DEFAULT_RATE_PER_MIN}", file=sys.stderr)
+        return DEFAULT_RATE_PER_MIN
+
+
 def _registry(path: Path | None) -> Any:
     from ioe.registry import load_registry
 
@@ -124,7 +143,14 @@ def _emit(payload: dict[str, Any]) -> None:
 
 def _send(args: argparse.Namespace) -> int:
     from control.bus import ResultWatcher, now_ms, send_command, send_result
-    from control.commands import Refused, Requester, issue, parse_set
+    from control.commands import (
+        RateLimit,
+        Refused,
+        Requester,
+        is_rate_limited,
+        issue,
+        parse_set,
+    )
     from ioe.kafka import make_producer
     from ioe.messages import CommandResult, CommandStatus
     from ioe.registry import RegistryError
@@ -134,21 +160,30 @@ def _send(args: argparse.Namespace) -> int:
         registry = _registry(args.registry)
         key, value = parse_set(args.setting)
         requester = Requester.parse(args.requester)
-    except (RegistryError, Refused) as exc:
+        rate = RateLimit(args.rate_per_min)
+    except (RegistryError, Refused, ValueError) as exc:
         print(f"control send: {exc}", file=sys.stderr)
         return NOT_DONE
-    issued = issue(registry, requester, args.device, key, value, reason=args.reason,
-                   now_ms=now_ms(), ttl_s=args.ttl_s, revert_s=args.revert_s,
-                   dry_run=args.dry_run)
     store = _store(settings, not args.no_store)
     try:
+        now = now_ms()
+        previous: list[int] = []
+        if store is not None:  # the log is the counter every `send` process shares
+            previous = store.manual_sent_ms(args.device, now - rate.window_ms)
+        elif not args.dry_run:
+            print("control send: no command log: the per-device rate limit is not enforced",
+                  file=sys.stderr)
+        issued = issue(registry, requester, args.device, key, value, reason=args.reason,
+                       now_ms=now, ttl_s=args.ttl_s, revert_s=args.revert_s,
+                       dry_run=args.dry_run, rate_limit=rate, previous_ms=previous)
         if store is not None:
             store.add_commands([issued])
         command = issued.command
         if issued.status == "refused":
             print(f"control send: refused: {issued.refusal}", file=sys.stderr)
             _emit({"command_id": command.command_id, "device_id": command.device_id,
-                   "key": key, "status": "refused", "detail": issued.refusal})
+                   "key": key, "status": "refused", "detail": issued.refusal,
+                   "rate_limited": is_rate_limited(issued)})
             return NOT_DONE
         if issued.status == "dry_run":
             _emit({"command_id": command.command_id, "device_id": command.device_id,

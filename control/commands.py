@@ -9,6 +9,11 @@ Requesters: ``operator:<name>`` (controls every device of the communities it ope
 all), ``member:<member_id>`` (only devices the registry marks as theirs *and* controllable:
 ``protocol: {…, controllable: true}``), ``rule:<rule_id>`` (acts for the community of its
 rule file). Every command has a deadline: the executor never runs it after that.
+
+Manual commands (operators, members) are also rate limited per device (:class:`RateLimit`):
+a device's relay or inverter limit toggled many times a minute wears the device and usually
+means a script gone wrong or two people fighting. Rules are not counted here: they have
+``min_interval_s`` and one owner per point, and their renewals must never be refused.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from control.ocpp.limits import ChargerSpec, OutOfBounds
@@ -166,6 +172,57 @@ def _device_bounds(spec: KeySpec, device: Device) -> tuple[float, float]:
     return low, high
 
 
+#: manual commands per device per minute unless configured (``--rate-per-min`` /
+#: ``IOE_CONTROL_RATE_PER_MIN``): enough for a person trying things, not for a loop
+DEFAULT_RATE_PER_MIN = 6
+RATE_WINDOW_MS = 60_000
+#: requesters the rate limit counts (rules pace themselves: ``min_interval_s``)
+RATE_LIMITED_KINDS = frozenset({"operator", "member"})
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``per_minute`` manual commands per device in any ``window_ms``. Pure: the
+    caller passes the issue times of the device's earlier commands (from the command log,
+    which every issuer shares, so the limit holds across processes) and the clock."""
+
+    per_minute: int = DEFAULT_RATE_PER_MIN
+    window_ms: int = RATE_WINDOW_MS
+
+    def __post_init__(self) -> None:
+        if self.per_minute < 1 or self.window_ms < 1:
+            raise ValueError(f"rate limit must allow at least 1 command per window, got "
+                             f"{self.per_minute} per {self.window_ms} ms")
+
+    def refusal(self, device_id: str, previous_ms: Sequence[int], now_ms: int) -> str | None:
+        """Why one more command for ``device_id`` at ``now_ms`` is refused, or None."""
+        recent = sorted(t for t in previous_ms if 0 <= now_ms - t < self.window_ms)
+        if len(recent) < self.per_minute:
+            return None
+        # the oldest command that still counts leaves the window first
+        retry_s = math.ceil((recent[-self.per_minute] + self.window_ms - now_ms) / 1000)
+        return (f"rate limit: {len(recent)} manual commands for {device_id} in the last "
+                f"{self.window_ms / 1000:g} s (at most {self.per_minute}); retry in "
+                f"{max(retry_s, 1)} s")
+
+
+@dataclass
+class RateCounter:
+    """How many commands the rate limit refused, per device (for a long-running issuer's
+    metrics; a one-shot ``ioe control send`` has the command log, where each refusal is a
+    row with ``status = refused`` and a ``rate limit:`` refusal)."""
+
+    refused: Counter[str] = field(default_factory=Counter)
+
+    def count(self, issued: Issued) -> None:
+        if issued.status == "refused" and is_rate_limited(issued):
+            self.refused[issued.command.device_id] += 1
+
+
+def is_rate_limited(issued: Issued) -> bool:
+    return issued.status == "refused" and issued.refusal.startswith("rate limit:")
+
+
 @dataclass(frozen=True)
 class Issued:
     """The outcome of asking: the command (always, for the log), and why it was refused."""
@@ -182,9 +239,14 @@ def new_command_id() -> str:
 def issue(registry: Registry, requester: Requester, device_id: str, key: str, value: Any, *,
           reason: str, now_ms: int, ttl_s: float = DEFAULT_TTL_S, revert_s: int | None = None,
           rule_id: str | None = None, dry_run: bool = False,
-          command_id: str | None = None) -> Issued:
+          command_id: str | None = None, rate_limit: RateLimit | None = None,
+          previous_ms: Sequence[int] = ()) -> Issued:
     """Check and build one command. Never raises: a refusal is an :class:`Issued` with status
-    ``refused`` (logged here, stored by the caller) and is not to be sent."""
+    ``refused`` (logged here, stored by the caller) and is not to be sent.
+
+    With ``rate_limit``, a manual requester's command is refused when ``previous_ms`` (the
+    issue times of the device's earlier manual commands that were sent) already fill the
+    window; checked last, so a command refused for another reason says that reason."""
     device = registry.device(device_id)
     community = device.community_id if device else (
         next(iter(requester.communities - {"*"}), "") if requester.communities else "")
@@ -205,6 +267,10 @@ def issue(registry: Registry, requester: Requester, device_id: str, key: str, va
         checked = bound(key, value, device)
         if revert_s is not None and not 0 <= revert_s <= 65534:
             raise Refused(f"revert {revert_s} s is outside [0, 65534] s")
+        if rate_limit is not None and requester.kind in RATE_LIMITED_KINDS and not dry_run:
+            refusal = rate_limit.refusal(device_id, previous_ms, now_ms)
+            if refusal is not None:
+                raise Refused(refusal)
     except Refused as exc:
         log.warning("command refused: %s asked %s %s=%r: %s", requester, device_id, key, value,
                     exc)

@@ -28,6 +28,14 @@ A rule file::
         dry_run: true                  # only log and store what it would send
 
 Rules never fight: one (device, key) has one owning rule, or the file is refused.
+
+Why every limit a rule sets expires by itself: a rule's inverter, battery or charger limit is
+written with ``revert_s`` (a SunSpec revert timeout, a charging profile's duration) and
+:func:`evaluate` re-sends it every ``renew_s`` (default ``revert_s / 2``) for as long as the
+rule still *holds* it. When the rule stops wanting it — no fresh live value, the rule removed
+from the file, ``ioe control run`` stopped, the link lost — no renewal arrives and the device
+falls back to its own safe default one ``revert_s`` later. The rule never believes a limit is
+in force that the device has already dropped.
 """
 
 from __future__ import annotations
@@ -101,7 +109,7 @@ KINDS: dict[str, tuple[str, str, tuple[Param, ...]]] = {
         Param("member", str), Param("min_current_a", NUM, 6.0),
         Param("max_current_a", NUM, 16.0), Param("phases", int, 1),
         Param("voltage_v", NUM, 230.0), Param("for_s", NUM, 60.0),
-        Param("renew_s", NUM, 0.0))),
+        Param("revert_s", int, 300), Param("renew_s", NUM, 0.0))),
     "battery_surplus": ("battery", "storage_charge_limit_pct", (
         Param("max_charge_w", NUM), Param("member", str, None),
         Param("revert_s", int, 300), Param("step_pct", NUM, 5.0),
@@ -237,7 +245,19 @@ def _parse_rule(raw: _Lines, fail: Any, registry: Any, community: str) -> Rule:
                 min_interval_s=float(common["min_interval_s"]))
 
 
+#: the longest revert timeout a device takes (SunSpec ``WMaxLimPct_RvrtTms`` is a uint16;
+#: :func:`control.commands.issue` refuses more)
+MAX_REVERT_S = 65534
+
+
 def _check_kind(kind: str, rid: str, values: dict[str, Any], raw: Any, fail: Any) -> None:
+    if "revert_s" in values:  # a rule's limit must expire by itself, and be renewed before
+        if not 1 <= values["revert_s"] <= MAX_REVERT_S:
+            raise fail(raw, f"rule {rid}: revert_s must be in [1, {MAX_REVERT_S}] s (a "
+                            "rule's limit must expire by itself if not renewed)", "revert_s")
+        if values["renew_s"] and values["renew_s"] >= values["revert_s"]:
+            raise fail(raw, f"rule {rid}: renew_s must be below revert_s (the device would "
+                            "drop the limit between renewals)", "renew_s")
     if kind == "surplus_load" and values["off_below_w"] >= values["on_above_w"]:
         raise fail(raw, f"rule {rid}: off_below_w must be below on_above_w (the hysteresis "
                         "band keeps the load from flapping)", "off_below_w")
@@ -300,6 +320,60 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
 
 
+# What one rule decides at one evaluation: three outcomes, so renewal is decided in one place
+# (:func:`evaluate`) and not again in every kind.
+@dataclass(frozen=True)
+class Send:
+    """A new value for the rule's point."""
+
+    value: float | str | None
+    why: str
+    memory: RuleMemory
+
+
+@dataclass(frozen=True)
+class Hold:
+    """The rule still wants the value it commanded (its timers may have moved): a limit with a
+    revert timeout is renewed when due."""
+
+    note: str
+    memory: RuleMemory
+
+
+@dataclass(frozen=True)
+class Idle:
+    """The rule cannot judge now (no fresh live value): nothing is sent and nothing is renewed,
+    so a limit with a revert timeout lapses to the device's own default."""
+
+    note: str
+
+
+Step = Send | Hold | Idle
+
+
+def renew_interval_ms(rule: Rule) -> int | None:
+    """How often a held limit is re-sent (None: the rule's point has no revert timeout, e.g. a
+    relay). ``renew_s`` when set, else half of ``revert_s``: a renewal may then arrive up to
+    half the timeout late (a slow edge, a queue) before the device drops the limit."""
+    revert_s = rule.params.get("revert_s")
+    if not revert_s:
+        return None
+    renew_s = rule.params.get("renew_s") or revert_s / 2
+    return int(renew_s * 1000)
+
+
+def _renewal(rule: Rule, hold: Hold, now_ms: int) -> Send | None:
+    """The held value again, when the device would otherwise drop it before the next chance."""
+    interval = renew_interval_ms(rule)
+    state = hold.memory
+    if interval is None or state.value is None or state.sent_at_ms is None:
+        return None  # nothing to expire: no revert timeout, or no limit in force
+    if now_ms - state.sent_at_ms < interval:
+        return None
+    return Send(state.value, f"renew {rule.key}={state.value} before its "
+                             f"{rule.params['revert_s']} s revert ({hold.note})", state)
+
+
 def evaluate(rules: RuleSet, live: LiveState, memory: Mapping[str, RuleMemory],
              now_ms: int) -> Evaluation:
     """The commands the rules want now, and their new memory. Pure: same inputs, same output
@@ -309,72 +383,60 @@ def evaluate(rules: RuleSet, live: LiveState, memory: Mapping[str, RuleMemory],
     new_memory = dict(memory)
     for rule in rules.rules:
         state = memory.get(rule.id, RuleMemory())
-        step = _KIND_FUNCS[rule.kind](rule, live, state, now_ms)
+        step: Step = _KIND_FUNCS[rule.kind](rule, live, state, now_ms)
         if isinstance(step, Hold):
             new_memory[rule.id] = step.memory
+            renewal = _renewal(rule, step, now_ms)
+            if renewal is None:
+                notes.append(f"{rule.id}: {step.note}")
+                continue
+            step = renewal
+        if isinstance(step, Idle):
             notes.append(f"{rule.id}: {step.note}")
             continue
-        if isinstance(step, str):
-            notes.append(f"{rule.id}: {step}")
-            continue
-        value, why, state = step
-        new_memory[rule.id] = replace(state, value=value, sent_at_ms=now_ms, why=why)
+        new_memory[rule.id] = replace(step.memory, value=step.value, sent_at_ms=now_ms,
+                                      why=step.why)
         commands.append(Command(
             command_id=f"{rule.id}:{now_ms}", community_id=rules.community_id,
-            device_id=rule.device, key=rule.key, value=value, requested_by=f"rule:{rule.id}",
-            reason=why, issued_at_ms=now_ms, deadline_ms=now_ms + int(rule.ttl_s * 1000),
-            revert_s=rule.params.get("revert_s"), rule_id=rule.id, dry_run=rule.dry_run))
+            device_id=rule.device, key=rule.key, value=step.value,
+            requested_by=f"rule:{rule.id}", reason=step.why, issued_at_ms=now_ms,
+            deadline_ms=now_ms + int(rule.ttl_s * 1000), revert_s=rule.params.get("revert_s"),
+            rule_id=rule.id, dry_run=rule.dry_run))
     return Evaluation(commands, new_memory, notes)
-
-
-#: (value, why, memory) = send a command; a string = nothing to do; Hold = nothing to send but
-#: the timers moved
-Step = Any
 
 
 def _recent(rule: Rule, state: RuleMemory, now_ms: int) -> bool:
     return state.sent_at_ms is not None and now_ms - state.sent_at_ms < rule.min_interval_s * 1000
 
 
-def _renew_due(rule: Rule, state: RuleMemory, now_ms: int) -> bool:
-    """A limit with a revert timeout is re-sent before the device drops it: only a lost link
-    (no renewal arriving) lets the device fall back to its default."""
-    renew_s = rule.params.get("renew_s") or (rule.params.get("revert_s") or 0) / 2
-    return bool(renew_s) and state.sent_at_ms is not None and (
-        now_ms - state.sent_at_ms >= renew_s * 1000)
-
-
 def _export_limit(rule: Rule, live: LiveState, state: RuleMemory, now_ms: int) -> Step:
     export = live.community_export_w(now_ms, rule.max_age_s)
     if export is None:
-        return "no live community surplus"
+        return Idle("no live community surplus")
     max_w = rule.p("max_export_kw") * 1000
     low_w = max_w - rule.p("hysteresis_kw") * 1000
     current = 100.0 if state.value is None else float(state.value)
     step = float(rule.p("step_pct"))
     if export > max_w:
         if current <= rule.p("min_pct"):
-            if _renew_due(rule, state, now_ms):
-                return current, f"renew: export {export / 1000:.1f} kW, at minimum", state
-            return "export over the limit, inverter already at its minimum"
+            return Hold(f"export {export / 1000:.1f} kW over the limit, inverter at its "
+                        "minimum", state)
         if _recent(rule, state, now_ms):
-            return "export over the limit, waiting min_interval_s"
+            return Hold("export over the limit, waiting min_interval_s", state)
         rated = rule.p("rated_kw") * 1000
         if rated > 0:  # straight to the limit that removes the overshoot
             step = max(step, math.ceil((export - max_w) / rated * 100))
         target = max(float(rule.p("min_pct")), current - step)
-        return _pct(target), (f"export {export / 1000:.1f} kW > {max_w / 1000:g} kW: limit "
-                              f"{current:g} -> {target:g} %"), state
+        return Send(_pct(target), (f"export {export / 1000:.1f} kW > {max_w / 1000:g} kW: "
+                                   f"limit {current:g} -> {target:g} %"), state)
     if export < low_w and state.value is not None:
         if _recent(rule, state, now_ms):
-            return "export low, waiting min_interval_s"
+            return Hold("export low, waiting min_interval_s", state)
         target = min(100.0, current + step)
         why = (f"export {export / 1000:.1f} kW < {low_w / 1000:g} kW: limit {current:g} -> "
                f"{'none' if target >= 100 else f'{target:g} %'}")
-        return (None if target >= 100 else _pct(target)), why, state
-    if state.value is not None and _renew_due(rule, state, now_ms):
-        return state.value, f"renew limit {current:g} % (export {export / 1000:.1f} kW)", state
-    return "export within the band"
+        return Send(None if target >= 100 else _pct(target), why, state)
+    return Hold(f"export {export / 1000:.1f} kW within the band", state)
 
 
 def _pct(value: float) -> float | int:
@@ -385,68 +447,55 @@ def _pct(value: float) -> float | int:
 def _surplus_load(rule: Rule, live: LiveState, state: RuleMemory, now_ms: int) -> Step:
     surplus = live.member_surplus_w(rule.p("member"), now_ms, rule.max_age_s)
     if surplus is None:
-        return "no live surplus of the member"
+        return Idle("no live surplus of the member")
     on = state.value == "on"
     if not on:
         if surplus < rule.p("on_above_w"):
-            return _hold(replace(state, since_ms=None), "off: surplus below on_above_w")
+            return Hold("off: surplus below on_above_w", replace(state, since_ms=None))
         since = state.since_ms if state.since_ms is not None else now_ms
         if state.switched_at_ms is not None and (
                 now_ms - state.switched_at_ms < rule.p("min_off_s") * 1000):
-            return _hold(replace(state, since_ms=since), "off: minimum off-time")
+            return Hold("off: minimum off-time", replace(state, since_ms=since))
         if now_ms - since < rule.p("for_s") * 1000:
-            return _hold(replace(state, since_ms=since), "off: surplus above, waiting for_s")
-        return "on", (f"surplus {surplus:.0f} W >= {rule.p('on_above_w'):g} W for "
-                      f"{(now_ms - since) / 1000:.0f} s: on"), replace(
-            state, since_ms=None, switched_at_ms=now_ms)
+            return Hold("off: surplus above, waiting for_s", replace(state, since_ms=since))
+        return Send("on", (f"surplus {surplus:.0f} W >= {rule.p('on_above_w'):g} W for "
+                           f"{(now_ms - since) / 1000:.0f} s: on"),
+                    replace(state, since_ms=None, switched_at_ms=now_ms))
     if surplus >= rule.p("off_below_w"):
-        return _hold(replace(state, since_ms=None), "on: surplus above off_below_w")
+        return Hold("on: surplus above off_below_w", replace(state, since_ms=None))
     since = state.since_ms if state.since_ms is not None else now_ms
     if state.switched_at_ms is not None and (
             now_ms - state.switched_at_ms < rule.p("min_on_s") * 1000):
-        return _hold(replace(state, since_ms=since), "on: minimum on-time")
+        return Hold("on: minimum on-time", replace(state, since_ms=since))
     if now_ms - since < rule.p("off_for_s") * 1000:
-        return _hold(replace(state, since_ms=since), "on: surplus low, waiting off_for_s")
-    return "off", f"surplus {surplus:.0f} W < {rule.p('off_below_w'):g} W: off", replace(
-        state, since_ms=None, switched_at_ms=now_ms)
-
-
-@dataclass(frozen=True)
-class Hold:
-    """No command; the rule's timers may still have moved (a condition started holding)."""
-
-    note: str
-    memory: RuleMemory
-
-
-def _hold(state: RuleMemory, note: str) -> Hold:
-    return Hold(note, state)
+        return Hold("on: surplus low, waiting off_for_s", replace(state, since_ms=since))
+    return Send("off", f"surplus {surplus:.0f} W < {rule.p('off_below_w'):g} W: off",
+                replace(state, since_ms=None, switched_at_ms=now_ms))
 
 
 def _ev_surplus(rule: Rule, live: LiveState, state: RuleMemory, now_ms: int) -> Step:
     surplus = live.member_surplus_w(rule.p("member"), now_ms, rule.max_age_s)
     if surplus is None:
-        return "no live surplus of the member"
+        return Idle("no live surplus of the member")
     current = float(state.value) if isinstance(state.value, int | float) else 0.0
     # the charger's own draw is part of the member's consumption: available = surplus + draw
     available_a = surplus / (rule.p("voltage_v") * rule.p("phases")) + current
     target = math.floor(min(available_a, rule.p("max_current_a")))
     if target < rule.p("min_current_a"):
         since = state.since_ms if state.since_ms is not None else now_ms
-        if current == 0 and state.value is not None:
-            return _hold(replace(state, since_ms=since), "paused: surplus below minimum")
+        if current == 0 and state.value is not None:  # the pause (0 A) is held, and renewed
+            return Hold("paused: surplus below minimum", replace(state, since_ms=since))
         if now_ms - since < rule.p("for_s") * 1000:
-            return _hold(replace(state, since_ms=since), "surplus below minimum, waiting for_s")
+            return Hold(f"surplus below minimum, holding {current:g} A for for_s",
+                        replace(state, since_ms=since))
         target = 0
     if target == current and state.value is not None:
-        if _renew_due(rule, state, now_ms):
-            return target, f"renew {target} A", replace(state, since_ms=None)
-        return _hold(replace(state, since_ms=None), f"holding {target} A")
+        return Hold(f"holding {target} A", replace(state, since_ms=None))
     if _recent(rule, state, now_ms):
-        return "waiting min_interval_s"
+        return Hold("waiting min_interval_s", state)
     why = (f"surplus {surplus:.0f} W: charge at {target} A" if target else
            f"surplus {surplus:.0f} W below {rule.p('min_current_a'):g} A: pause")
-    return target, why, replace(state, since_ms=None)
+    return Send(target, why, replace(state, since_ms=None))
 
 
 def _battery_surplus(rule: Rule, live: LiveState, state: RuleMemory, now_ms: int) -> Step:
@@ -454,18 +503,16 @@ def _battery_surplus(rule: Rule, live: LiveState, state: RuleMemory, now_ms: int
     surplus = (live.member_surplus_w(member, now_ms, rule.max_age_s) if member else
                live.community_export_w(now_ms, rule.max_age_s))
     if surplus is None:
-        return "no live surplus"
+        return Idle("no live surplus")
     current = float(state.value) if isinstance(state.value, int | float) else 0.0
     draw = current / 100 * rule.p("max_charge_w")
     pct = max(0.0, min(100.0, (surplus + draw) / rule.p("max_charge_w") * 100))
     target = _pct(math.floor(pct / rule.p("step_pct")) * rule.p("step_pct"))
     if state.value is not None and target == current:
-        if _renew_due(rule, state, now_ms):
-            return target, f"renew charge limit {target} %", state
-        return f"holding charge limit {target} %"
+        return Hold(f"holding charge limit {target} %", state)
     if _recent(rule, state, now_ms):
-        return "waiting min_interval_s"
-    return target, f"surplus {surplus:.0f} W: charge limit {target} %", state
+        return Hold("waiting min_interval_s", state)
+    return Send(target, f"surplus {surplus:.0f} W: charge limit {target} %", state)
 
 
 _KIND_FUNCS = {"export_limit": _export_limit, "surplus_load": _surplus_load,

@@ -135,13 +135,19 @@ def live_consumer(settings: Settings) -> KafkaConsumer:
     return consumer
 
 
-def store_results(settings: Settings, stop: threading.Event) -> None:
+def store_results(settings: Settings, stop: threading.Event,
+                  ready: threading.Event | None = None) -> None:
     """Follow ``ioe.command-results`` into the command log (a thread of ``run``, with its own
-    ClickHouse connection: a client is not shared between threads)."""
+    ClickHouse connection: a client is not shared between threads). Every executor's results
+    land in the same table this way — Modbus edge, MQTT bridge and the OCPP central system all
+    report on the one topic. ``ready`` is set once the follower reads from the topic's end:
+    a result reported after that is never missed."""
     from control.store import CommandLog
 
     store = CommandLog(settings)
     watcher = ResultWatcher(settings)
+    if ready is not None:
+        ready.set()
     try:
         while not stop.is_set():
             batches = watcher.consumer.poll(timeout_ms=500)

@@ -58,6 +58,17 @@ class CommandLog:
             self.ch.execute(f"INSERT INTO {self.db}.command_results "
                             f"({', '.join(RESULT_TABLE_COLUMNS)}) VALUES", rows)
 
+    def manual_sent_ms(self, device_id: str, since_ms: int) -> list[int]:
+        """Issue times of the manual (operator, member) commands for ``device_id`` that were
+        sent since ``since_ms``: the history :class:`control.commands.RateLimit` counts. From
+        the log, so every ``ioe control send`` process sees the others' commands."""
+        rows = self.ch.execute(
+            f"SELECT issued_at_ms FROM {self.db}.commands FINAL "
+            "WHERE device_id = %(device)s AND status = 'sent' AND issued_at_ms >= %(since)s "
+            "AND (startsWith(requested_by, 'operator:') OR startsWith(requested_by, "
+            "'member:')) ORDER BY issued_at_ms", {"device": device_id, "since": int(since_ms)})
+        return [int(r[0]) for r in rows]
+
     def recent(self, community_id: str | None = None, device_id: str | None = None,
                limit: int = 20) -> list[dict[str, Any]]:
         """The last commands, newest first, each with its latest result (or none yet)."""
