@@ -28,7 +28,7 @@ from ioe.settings import Settings
 from ioe.topics import ANOMALIES, BALANCES, DEADLETTER, LIVE, READINGS
 from streams.anomalies import agent as anomaly_agent
 from streams.context import BatchHook, Routed, WorkerConfig, WorkerContext
-from streams.faust_glue import reseek_after_recovery
+from streams.faust_glue import hold_then_release
 from streams.processor import TABLES, ReadingsProcessor
 from streams.sink import Sink
 from streams.state import CODEC, upgrade
@@ -82,14 +82,20 @@ def create_app(settings: Settings, config: WorkerConfig) -> tuple[faust.App, Wor
     tables = {name: state_table(app, name, settings.partitions) for name in TABLES}
     processor = ReadingsProcessor(ctx, tables)
 
-    reseeks: set[asyncio.Task[bool]] = set()
+    releases: set[asyncio.Task[bool]] = set()
+    readings_topic = settings.topic(READINGS)
 
     @app.on_partitions_assigned.connect
     async def _assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+        """Hold the readings partitions in the Kafka client until Faust is ready, then seek
+        and release them (:func:`streams.faust_glue.release_stream` says why)."""
         processor.on_rebalance()
-        task = asyncio.ensure_future(reseek_after_recovery(app, app.consumer_generation_id))
-        reseeks.add(task)
-        task.add_done_callback(reseeks.discard)
+        tps = sorted((tp.topic, tp.partition) for tp in assigned if tp.topic == readings_topic)
+        # a task, not awaited here: the Kafka client's thread waits for this handler, and
+        # pausing runs on that thread
+        task = asyncio.ensure_future(hold_then_release(app, app.consumer_generation_id, tps))
+        releases.add(task)
+        task.add_done_callback(releases.discard)
 
     if config.stall_s > 0:
         app.timer(interval=max(1.0, config.stall_s / 6))(processor.check_stall)

@@ -202,7 +202,7 @@ class Offsets:
                 expected = await self.committed(tp)
             if expected is not None and offset < expected:
                 # processed already in this process: the re-seek after a recovery
-                # (:func:`reseek_after_recovery`) delivers again what it cannot tell apart
+                # (:func:`release_stream`) delivers again what it cannot tell apart
                 self.redelivered += 1
                 continue
             if expected is not None and offset > expected:
@@ -236,39 +236,72 @@ class Offsets:
         return out
 
 
-async def reseek_after_recovery(app: faust.App, generation: int,
-                                timeout_s: float = 300.0) -> bool:
-    """Seek the stream partitions to their committed offsets once the worker is ready.
+async def _in_consumer_thread(app: faust.App, action: str, tps: Sequence[TP]) -> bool:
+    """``pause``/``resume`` the aiokafka consumer itself (not only Faust's bookkeeping), on the
+    consumer's own thread, where aiokafka's state may be touched."""
+    thread: Any = getattr(app.consumer, "_thread", None)
+    kafka = getattr(thread, "_consumer", None)
+    if thread is None or kafka is None:
+        log.warning("no aiokafka consumer to %s %s", action, tps)
+        return False
+    parts = [TopicPartition(topic, partition) for topic, partition in tps]
 
-    The root cause of the restart stall (measured with faust-streaming 0.15.3 and aiokafka
-    0.14, diagnostics in the issue note): during a rebalance aiokafka's fetcher keeps fetching
-    *every* assigned partition (Faust pauses partitions only in its own bookkeeping), so it
-    hands readings to Faust while Faust is still recovering its tables. Faust drops the ones it
-    cannot deliver yet (not active, or arriving before ``flow_control`` resumes) without
-    acknowledging them, but the fetch position has moved past them. Faust seeks to the
-    committed offsets *before* it resumes the flow, so a fetch answered in between is lost to
-    this generation: the readings wait in Kafka, uncommitted, until the next rebalance — the
-    "worker joins, recovers, and receives nothing" stall. Seeking once more after the flow is
-    running closes that window; what was already processed comes again and is skipped by
-    :meth:`Offsets.records` (offsets below the next one expected).
+    async def act() -> None:
+        assigned = kafka.assignment()
+        getattr(kafka, action)(*[tp for tp in parts if tp in assigned])
 
-    Returns False when another rebalance came first (it schedules its own re-seek)."""
+    try:
+        await thread.call_thread(act)
+    except Exception as exc:  # a rebalance in between: the next assignment holds again
+        log.warning("could not %s %s: %s", action, tps, exc)
+        return False
+    return True
+
+
+async def hold_then_release(app: faust.App, generation: int, tps: Sequence[TP]) -> bool:
+    """Stop aiokafka fetching the stream partitions just assigned, and release them once
+    Faust is ready (:func:`release_stream`)."""
+    await _in_consumer_thread(app, "pause", tps)
+    return await release_stream(app, generation, tps)
+
+
+async def release_stream(app: faust.App, generation: int, tps: Sequence[TP],
+                         timeout_s: float = 300.0) -> bool:
+    """Once Faust is ready, seek the stream partitions to their committed offsets and let
+    aiokafka fetch them again.
+
+    The root cause of the restart stall and of the skipped ranges (measured with
+    faust-streaming 0.15.3 and aiokafka 0.14, diagnostics in the issue note): Faust pauses
+    partitions only in its own bookkeeping, so during a rebalance aiokafka's fetcher keeps
+    fetching *every* assigned partition and hands Faust readings while it is still recovering
+    its tables. Faust drops those it cannot deliver yet (not active, or before its
+    ``flow_control`` resumes) without acknowledging them, but the fetch position has moved past
+    them. Its own seek to the committed offsets comes *before* it resumes the flow, so a fetch
+    answered in between is lost to the generation: the readings wait, uncommitted, until the
+    next rebalance (the "joins, recovers, receives nothing" stall), or the stream resumes after
+    them (a skipped range). So the stream partitions are paused in aiokafka itself when they
+    are assigned (:func:`hold_then_release`) and released here: nothing is fetched for them while
+    Faust cannot deliver, and the seek puts back whatever was fetched before the hold. What was
+    processed already comes again and is skipped by :meth:`Offsets.records`.
+
+    Returns False when another rebalance came first (it holds and releases again)."""
     consumer: Any = app.consumer
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if app.consumer_generation_id != generation:
             return False
-        # ``rebalancing`` turns False in the same step that resumes the flow ("Worker ready");
+        # ``rebalancing`` turns False in the step that resumes the flow ("Worker ready");
         # the recovery's ``completed`` event is no use here: Faust never clears it
         if not app.rebalancing and app.flow_control.is_active() and consumer.flow_active:
             await consumer.perform_seek()
-            log.info("stream partitions sought to their committed offsets after recovery "
-                     "(generation %s)", generation)
-            return True
+            released = await _in_consumer_thread(app, "resume", tps)
+            log.info("stream partitions %s sought to their committed offsets and released "
+                     "(generation %s)", sorted(p for _t, p in tps), generation)
+            return released
         await asyncio.sleep(0.01)
-    log.warning("recovery of generation %s not complete after %.0f s: no re-seek", generation,
-                timeout_s)
-    return False
+    log.warning("not ready %.0f s after the assignment of generation %s: releasing the "
+                "stream partitions anyway", timeout_s, generation)
+    return await _in_consumer_thread(app, "resume", tps)
 
 
 class StallWatchdog:

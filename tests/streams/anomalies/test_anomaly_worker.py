@@ -147,7 +147,7 @@ def test_agent_alarms_on_anomalies_live_and_clickhouse(stack_settings, tmp_path)
 def test_restarted_worker_restores_alarm_state_without_duplicates(stack_settings, tmp_path):
     """A graceful stop and restart: the alarm state comes back from the changelog, the
     readings waiting meanwhile are processed (the restart stall of faust-streaming 0.15.3 is
-    fixed by :func:`streams.faust_glue.reseek_after_recovery`), and no guard fires."""
+    fixed by :func:`streams.faust_glue.hold_then_release`), and no guard fires."""
     settings = stack_settings
     feed = Feed(settings)
     anomalies = Reader(settings, ANOMALIES)
