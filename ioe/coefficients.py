@@ -162,7 +162,8 @@ def parse_file(path: str | Path, *, effective_from: date | None = None,
         raise CoefficientError(f"{path}: not UTF-8 ({exc})") from None
     if year is None:
         stem_year = path.stem.rsplit("_", 1)[-1]
-        year = int(stem_year) if stem_year.isdigit() and len(stem_year) == 4 else None
+        year = (int(stem_year) if stem_year.isascii() and stem_year.isdigit()
+                and len(stem_year) == 4 else None)
     return parse_text(text, source=str(path), effective_from=effective_from, year=year,
                       check_sums=check_sums)
 
@@ -197,8 +198,10 @@ def parse_text(text: str, *, source: str = "<text>", effective_from: date | None
             lines_of_hour.setdefault(0, []).append(number)
         else:
             hour_text = parts[1].strip()
-            if not (hour_text.isdigit() and len(hour_text) == 4):
-                raise CoefficientError(f"{where}: hour {hour_text!r} must be 4 digits")
+            # isascii first: str.isdigit() also accepts '²' or '٠١', which int() then refuses
+            # (a bare ValueError no caller catches) or reads as another hour
+            if not (hour_text.isascii() and hour_text.isdigit() and len(hour_text) == 4):
+                raise CoefficientError(f"{where}: hour {hour_text!r} must be 4 ASCII digits")
             hour = int(hour_text)
             limit = hours_in_year(year) if year else 8784
             if not 1 <= hour <= limit:

@@ -289,7 +289,49 @@ class _Checker:
             raise self.fail(obj, f"{what}{key!r} must be {_kind_name(kind)}, got {value!r}", key)
         if isinstance(value, float) and not math.isfinite(value):
             raise self.fail(obj, f"{what}{key!r} must be finite", key)
+        if (isinstance(value, int) and not isinstance(value, bool) and kind is NUMBER
+                and not _fits_float(value)):  # float(10**400) raises OverflowError
+            raise self.fail(obj, f"{what}{key!r} is too large", key)
         return value
+
+    def items(self, obj: Mapping[str, Any], key: str, default: Any = ...,
+              what: str = "") -> list[Mapping[str, Any]]:
+        """A list of mappings (members, plants, devices, coefficients). A YAML ``-`` with
+        nothing after it is ``None`` and a bare word is a string: neither has keys, and
+        reading one would be a TypeError/AttributeError that no caller catches. Such an item
+        has no line of its own, so the error names the line of the list's key."""
+        values = self.get(obj, key, list, default, what)
+        for index, item in enumerate(values):
+            if not isinstance(item, dict):
+                raise self.fail(obj, f"{what}item {index + 1} of {key!r} must be a mapping, "
+                                     f"got {item!r}", key)
+        return values  # type: ignore[no-any-return]
+
+    def json_value(self, obj: Mapping[str, Any], key: str, value: Any, what: str) -> None:
+        """A free-form value that must survive the wire form (orjson) unchanged: strings,
+        booleans, null, finite numbers, integers within 64 bits, and lists/mappings (string
+        keys) of those. orjson writes NaN/inf as ``null`` and raises on larger integers or
+        non-string keys — at ``ioe registry apply``, far from the file line."""
+        if value is None or isinstance(value, (str, bool)):
+            return
+        if isinstance(value, int):
+            if not _INT64_MIN <= value <= _UINT64_MAX:
+                raise self.fail(obj, f"{what}{key!r}: integer {value} beyond 64 bits", key)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise self.fail(obj, f"{what}{key!r} must be finite, got {value!r}", key)
+        elif isinstance(value, list):
+            for item in value:
+                self.json_value(obj, key, item, what)
+        elif isinstance(value, dict):
+            for inner_key, inner in value.items():
+                if not isinstance(inner_key, str):
+                    raise self.fail(obj, f"{what}{key!r}: key {inner_key!r} must be a string",
+                                    key)
+                self.json_value(value, inner_key, inner, f"{what}{key}.")
+        else:  # e.g. an unquoted YAML date: orjson writes a string, read back as a string
+            raise self.fail(obj, f"{what}{key!r}: {value!r} must be a string, number, boolean, "
+                                 "list or mapping (quote dates)", key)
 
     def cups(self, obj: Mapping[str, Any], key: str = "cups", what: str = "") -> str:
         value = self.get(obj, key, str, what=what)
@@ -307,6 +349,58 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 
 NUMBER = (int, float)
+#: the integers orjson writes (signed and unsigned 64-bit)
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+#: protocol options read as text / as small integers by the connectors (mqtt_bridge, edge)
+_PROTOCOL_STRINGS = ("type", "decoder", "topic", "topic_id", "full_topic", "host", "map",
+                     "via", "charge_point")
+_PROTOCOL_PORTS = {"port": (0, 65535), "unit": (0, 255)}
+
+
+def _fits_float(value: int) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _protocol(d: Mapping[str, Any], check: _Checker, what: str) -> dict[str, Any]:
+    """A device's connector options: free-form, but the keys the connectors read as text or
+    as a port/unit number are checked, and every value must survive the wire form."""
+    protocol = check.get(d, "protocol", dict, {}, what)
+    for key, value in protocol.items():
+        if not isinstance(key, str):
+            raise check.fail(d, f"{what}protocol key {key!r} must be a string", "protocol")
+        if key in _PROTOCOL_STRINGS:
+            check.get(protocol, key, str, what=f"{what}protocol ")
+        elif key in _PROTOCOL_PORTS:
+            low, high = _PROTOCOL_PORTS[key]
+            number = check.get(protocol, key, int, what=f"{what}protocol ")
+            if not low <= number <= high:
+                raise check.fail(protocol, f"{what}protocol {key!r} must be in {low}…{high}, "
+                                           f"got {number}", key)
+        else:
+            check.json_value(protocol, key, value, f"{what}protocol ")
+    return dict(protocol)
+
+
+def _prices(raw: Mapping[str, Any], check: _Checker, what: str) -> dict[str, float]:
+    """€/kWh by name: finite, non-negative numbers. ``"0,145"`` (a decimal comma, as a
+    spreadsheet writes it) is a string in YAML, refused here rather than by ``float()``."""
+    prices = check.get(raw, "prices", dict, {}, what)
+    result: dict[str, float] = {}
+    for key, value in prices.items():
+        if not isinstance(key, str):
+            raise check.fail(prices, f"{what}price name {key!r} must be a string")
+        if isinstance(value, str):
+            raise check.fail(prices, f"{what}price {key!r} must be a number (decimal point, "
+                                     f"no quotes), got {value!r}", key)
+        number = float(check.get(prices, key, NUMBER, what=f"{what}price "))
+        if number < 0:
+            raise check.fail(prices, f"{what}price {key!r} must not be negative, got {value}",
+                             key)
+        result[key] = number
+    return result
 
 
 def load_registry(path: str | Path) -> Registry:
@@ -350,7 +444,7 @@ def _parse_community(raw: dict[str, Any], check: _Checker, base_dir: Path) -> Co
     members: list[Member] = []
     member_ids: set[str] = set()
     cups_seen: dict[str, int] = {}
-    for m in check.get(raw, "members", list, what=what):
+    for m in check.items(raw, "members", what=what):
         mid = check.get(m, "id", str, what=what)
         if mid in member_ids:
             raise check.fail(m, f"{what}duplicate member {mid!r}")
@@ -365,7 +459,7 @@ def _parse_community(raw: dict[str, Any], check: _Checker, base_dir: Path) -> Co
             contracted_power_kw=float(check.get(m, "contracted_power_kw", NUMBER, what=what)),
             tariff=check.get(m, "tariff", str, "2.0TD", what)))
     plants: list[Plant] = []
-    for p in check.get(raw, "plants", list, [], what):
+    for p in check.items(raw, "plants", [], what):
         pid = check.get(p, "id", str, what=what)
         ploc = check.get(p, "location", dict, location, what)
         plants.append(Plant(
@@ -379,7 +473,7 @@ def _parse_community(raw: dict[str, Any], check: _Checker, base_dir: Path) -> Co
     plant_ids = {p.id for p in plants}
     devices: list[Device] = []
     device_ids: dict[str, int] = {}
-    for d in check.get(raw, "devices", list, [], what):
+    for d in check.items(raw, "devices", [], what):
         did = check.get(d, "id", str, what=what)
         if did in device_ids:
             raise check.fail(d, f"{what}duplicate device {did!r} (first at line "
@@ -401,7 +495,7 @@ def _parse_community(raw: dict[str, Any], check: _Checker, base_dir: Path) -> Co
         rated = check.get(d, "rated_power_w", NUMBER, None, what)
         devices.append(Device(
             id=did, community_id=cid, role=role, member_id=member, plant_id=plant,
-            protocol=dict(check.get(d, "protocol", dict, {}, what)),
+            protocol=_protocol(d, check, what),
             expected_interval_s=float(check.get(d, "expected_interval_s", NUMBER, 10.0, what)),
             rated_power_w=float(rated) if rated is not None else None))
     for member in members:  # the distributor's official meter of every member and plant
@@ -414,15 +508,15 @@ def _parse_community(raw: dict[str, Any], check: _Checker, base_dir: Path) -> Co
             devices.append(Device(id=official_device_id(plant.cups), community_id=cid,
                                   role=Role.GENERATION, plant_id=plant.id,
                                   protocol={"type": "datadis"}, expected_interval_s=3600.0))
-    schedules = [_parse_schedule(s, check, base_dir, what)
-                 for s in check.get(raw, "coefficients", list, [], what)]
+    raw_schedules = check.items(raw, "coefficients", [], what)
+    schedules = [_parse_schedule(s, check, base_dir, what) for s in raw_schedules]
     member_cups = {m.cups for m in members}
-    for schedule, s in zip(schedules, check.get(raw, "coefficients", list, [], what), strict=True):
+    for schedule, s in zip(schedules, raw_schedules, strict=True):
         unknown = [c for c in schedule.by_cups if c not in member_cups]
         if unknown:
             raise check.fail(s, f"{what}coefficient file names CUPS {unknown[0]} that is not "
                                 "a member")
-    prices = check.get(raw, "prices", dict, {}, what)
+    prices = _prices(raw, check, what)
     return Community(
         id=cid, name=check.get(raw, "name", str, cid, what),
         cau=check.get(raw, "cau", str, None, what), timezone=timezone,
@@ -430,10 +524,10 @@ def _parse_community(raw: dict[str, Any], check: _Checker, base_dir: Path) -> Co
         longitude=float(check.get(location, "longitude", NUMBER, -3.7, what)),
         members=tuple(members), plants=tuple(plants), devices=tuple(devices),
         schedules=tuple(sorted(schedules, key=lambda s: s.effective_from)),
-        prices={k: float(v) for k, v in prices.items()})
+        prices=prices)
 
 
-def _parse_schedule(raw: dict[str, Any], check: _Checker, base_dir: Path,
+def _parse_schedule(raw: Mapping[str, Any], check: _Checker, base_dir: Path,
                     what: str) -> CoefficientSchedule:
     effective = raw.get("effective_from")
     if isinstance(effective, str):
@@ -443,12 +537,22 @@ def _parse_schedule(raw: dict[str, Any], check: _Checker, base_dir: Path,
             raise check.fail(raw, f"{what}effective_from {effective!r} is not YYYY-MM-DD") from None
     if not isinstance(effective, date):
         raise check.fail(raw, f"{what}coefficients need 'effective_from: YYYY-MM-DD'")
+    year = check.get(raw, "year", int, None, what)
+    if year is not None and not 1970 <= year <= 2199:
+        raise check.fail(raw, f"{what}coefficients year {year} outside 1970…2199", "year")
     try:
         if "file" in raw:
             file = base_dir / check.get(raw, "file", str, what=what)
-            return parse_file(file, effective_from=effective, year=raw.get("year"))
+            try:
+                return parse_file(file, effective_from=effective, year=year)
+            except OSError as exc:  # missing, a directory, unreadable: the bridge and the
+                # web server catch only RegistryError
+                raise check.fail(raw, f"{what}cannot read coefficient file {str(file)!r}: "
+                                      f"{exc.strerror or exc}", "file") from None
         if "static" in raw:
             table = check.get(raw, "static", dict, what=what)
+            for cups in table:  # float("x") / float(None) would escape as ValueError/TypeError
+                check.get(table, cups, NUMBER, what=f"{what}static β of ")
             text = "\n".join(f"{cups};{float(beta):.6f}".replace(".", ",")
                              for cups, beta in table.items())
             return parse_text(text, source=f"{check.source}:{_line(raw)}",

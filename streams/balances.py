@@ -12,7 +12,9 @@ crash or a rebalance ends up with exactly the same state (DESIGN.md §4, §5):
   member-hour).
 * ``pending``: intervals touched since they were last emitted; ``emitted``: what was last emitted
   per interval (so a re-opened interval is re-published only when its numbers changed).
-* ``watermarks``: the newest event time seen per community.
+* ``watermarks``: the newest event time seen per community, and the time of its first data:
+  no interval is emitted that ends at or before the quarter of the first data
+  (:class:`streams.clock.Windows`).
 
 An interval is emitted once the community's watermark passes its end plus the allowed
 lateness, and re-emitted (higher ``version``) whenever late data changes it. The tables are
@@ -97,15 +99,31 @@ class BalanceEngine:
         wm, crossed = self.windows.advance(cid, reading.ts_ms)
         if reading.interval_s and (reading.interval_energy_wh is not None
                                    or reading.interval_energy_returned_wh is not None):
-            touched = self._add_official(device, reading)
+            touched = self._reopened(cid, reading.ts_ms - reading.interval_s * 1000)
+            touched += self._add_official(device, reading)
         elif reading.energy_wh is not None or reading.power_w is not None:
-            touched = self._add_sample(community, device, reading, wm)
+            touched = self._reopened(cid, reading.ts_ms)
+            touched += self._add_sample(community, device, reading, wm)
         else:
             touched = []
         due = False
         for interval_s, start in touched:
             due |= self.windows.mark(cid, interval_s, start, wm)
         return due or crossed
+
+    def _reopened(self, community_id: str, ts_ms: int) -> list[tuple[int, int]]:
+        """Note data at ``ts_ms`` for the community's first-data time; when it moves that time
+        back (data older than any seen, e.g. readings replayed out of order), the intervals
+        now in front of the first data that the look-back of a first sample would have marked
+        (``search_ms`` before the old first data, no earlier than the new): they were dropped
+        while they ended before the first data (:meth:`Windows.mark`), and the walks of this
+        one reading need not reach them."""
+        previous = self.windows.note_data(community_id, ts_ms)
+        if previous is None:
+            return []
+        stop = quarter_of(previous)
+        begin = max(quarter_of(ts_ms), stop - self.config.search_ms)
+        return with_hours(list(range(begin, stop, QUARTER_MS)))
 
     def _add_official(self, device: Device, reading: Reading) -> list[tuple[int, int]]:
         assert reading.interval_s is not None

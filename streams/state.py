@@ -10,8 +10,13 @@ counter device is about 60 bytes). The leading version lets a worker of a later 
 the tables written by this one: :func:`decode` dispatches on it, and versions it does not know
 are refused loudly rather than misread. Values written by the release before (plain JSON:
 ``{"cf": …, "cl": …, "p": …}`` slots, ``[power, ts]`` latest values) still decode, so an
-upgrade needs no changelog migration. Any other JSON value (the ``pending``/``emitted``/
-``watermarks`` tables keep plain numbers and lists) passes through unchanged.
+upgrade needs no changelog migration. Any other JSON value (the ``pending``/``emitted`` tables
+keep plain numbers and lists; ``watermarks`` held plain numbers before :class:`Watermark`)
+passes through unchanged.
+
+Tag ``w`` (:class:`Watermark`) was added later within version 1 (additive: every value written
+before still decodes the same; a worker of the release before refuses a ``w`` value as an
+unknown type rather than misreading it).
 """
 
 from __future__ import annotations
@@ -115,6 +120,31 @@ class Latest:
         return cls(float(power_w), int(ts_ms))
 
 
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """A community's clock: its newest event time and the time of its first data.
+
+    ``first_ms`` is the earliest data (a sample's time, the start of an official interval)
+    ever seen for the community: intervals that end at or before its quarter hold no data of
+    anyone, so :class:`streams.clock.Windows` never emits them (they would be 0 Wh,
+    ``complete=0`` rows for every member, which billing had to filter). ``None``: no data yet
+    (only readings without energy or power). A ``watermarks`` value of the release before is a
+    plain number, read by the clock as a watermark whose first data is unknown.
+    """
+
+    ts_ms: int
+    first_ms: int | None = None
+
+    TAG = "w"
+
+    def encode_fields(self) -> list[Any]:
+        return [self.ts_ms, self.first_ms]
+
+    @classmethod
+    def decode_fields(cls, ts_ms: Any, first_ms: Any = None) -> Watermark:
+        return cls(int(ts_ms), None if first_ms is None else int(first_ms))
+
+
 def _counter(value: Any) -> Counter | None:
     if value is None:
         return None
@@ -122,12 +152,12 @@ def _counter(value: Any) -> Counter | None:
     return (int(ts), float(forward), None if returned is None else float(returned))
 
 
-_TYPES: dict[str, Any] = {Slot.TAG: Slot, Latest.TAG: Latest}
+_TYPES: dict[str, Any] = {Slot.TAG: Slot, Latest.TAG: Latest, Watermark.TAG: Watermark}
 
 
 def encode(value: Any) -> bytes:
     """A table value as changelog bytes (typed values tagged and versioned)."""
-    if isinstance(value, Slot | Latest):
+    if isinstance(value, Slot | Latest | Watermark):
         return orjson.dumps([STATE_VERSION, value.TAG, *value.encode_fields()])
     return orjson.dumps(value)
 

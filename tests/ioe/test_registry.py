@@ -119,3 +119,85 @@ def test_wrong_type_names_the_key(tmp_path):
 def test_coefficient_file_for_a_stranger(tmp_path):
     with pytest.raises(RegistryError, match="not a member"):
         load_registry(write(tmp_path, BASE, GOOD_COEFFICIENTS + f"{cups(3)};0,000000\n"))
+
+
+# -- the classes the registry fuzz found (tests/ioe/test_registry_fuzz.py), from a real file --
+def test_an_empty_list_item_names_the_list_line(tmp_path):
+    """A `-` with nothing after it is None: refused at the line of its list's key (line 7,
+    ``members:``), not a TypeError from reading keys of None."""
+    body = BASE.replace("    members:\n", "    members:\n      -\n")
+    with pytest.raises(RegistryError, match=r"registry.yaml:7: .*item 1 of 'members' must be "
+                                            r"a mapping, got None"):
+        load_registry(write(tmp_path, body, GOOD_COEFFICIENTS))
+
+
+def test_a_coefficients_item_that_is_a_word(tmp_path):
+    body = BASE.replace("      - effective_from: 2026-01-01\n"
+                        "        file: ES0021000000000009ZZ1FA001_2026.txt\n",
+                        "      - ES0021000000000009ZZ1FA001_2026.txt\n")
+    with pytest.raises(RegistryError, match=r"registry.yaml:21: .*item 1 of 'coefficients'"):
+        load_registry(write(tmp_path, body, GOOD_COEFFICIENTS))
+
+
+@pytest.mark.parametrize(("price", "message"), [
+    ('"0,145"', r"price 'energy_eur_kwh' must be a number \(decimal point, no quotes\), "
+                r"got '0,145'"),
+    (".inf", r"'energy_eur_kwh' must be finite"),
+    ("-0.1", r"price 'energy_eur_kwh' must not be negative"),
+    ("[1]", r"'energy_eur_kwh' must be an integer or a number, got \[1\]"),
+])
+def test_prices_must_be_finite_non_negative_numbers(tmp_path, price, message):
+    body = BASE.replace("    location:", f"    prices:\n      energy_eur_kwh: {price}\n"
+                                        "    location:")
+    with pytest.raises(RegistryError, match=rf"registry.yaml:4: .*{message}"):
+        load_registry(write(tmp_path, body, GOOD_COEFFICIENTS))
+
+
+def test_prices_are_kept_as_floats(tmp_path):
+    body = BASE.replace("    location:", "    prices: {energy_eur_kwh: 0.145, surplus_eur_kwh: 0}\n"
+                                        "    location:")
+    community = load_registry(write(tmp_path, body, GOOD_COEFFICIENTS)).community("c1")
+    assert community.prices == {"energy_eur_kwh": 0.145, "surplus_eur_kwh": 0.0}
+    assert Community.from_json(community.to_json()).prices == community.prices
+
+
+@pytest.mark.parametrize(("protocol", "message"), [
+    ("{type: modbus, port: 1180591620717411303424}", r"protocol 'port' must be in 0…65535"),
+    ("{type: modbus, port: 70000}", r"protocol 'port' must be in 0…65535, got 70000"),
+    ("{type: mqtt, decoder: .inf}", r"protocol 'decoder' must be a string"),
+    ("{type: mqtt, scale: .nan}", r"protocol 'scale' must be finite"),
+    ("{type: mqtt, serial: 1180591620717411303424}", r"'serial': integer .* beyond 64 bits"),
+    ("{type: mqtt, since: 2026-01-01}", r"'since': .* \(quote dates\)"),
+    ("{type: mqtt, 7: x}", r"protocol key 7 must be a string"),
+])
+def test_protocol_options_must_survive_the_wire_form(tmp_path, protocol, message):
+    """orjson raises on integers beyond 64 bits and writes NaN/inf as null: refused here, at
+    the line of meter-a's ``protocol:`` (18), not at ``ioe registry apply``."""
+    body = BASE.replace("        member: a\n", f"        member: a\n        protocol: {protocol}\n")
+    with pytest.raises(RegistryError, match=rf"registry.yaml:18: .*{message}"):
+        load_registry(write(tmp_path, body, GOOD_COEFFICIENTS))
+
+
+def test_free_protocol_options_round_trip(tmp_path):
+    protocol = "{type: mqtt, decoder: json, fields: {power_w: [a, 1.5]}, serial: 18446744073709551615}"
+    body = BASE.replace("        member: a\n", f"        member: a\n        protocol: {protocol}\n")
+    community = load_registry(write(tmp_path, body, GOOD_COEFFICIENTS)).community("c1")
+    again = Community.from_json(community.to_json())
+    assert again.device("meter-a").protocol == {
+        "type": "mqtt", "decoder": "json", "fields": {"power_w": ["a", 1.5]},
+        "serial": 2**64 - 1}
+
+
+def test_a_missing_coefficient_file_is_a_registry_error(tmp_path):
+    """FileNotFoundError escaped before: the bridge and the web server catch RegistryError."""
+    with pytest.raises(RegistryError, match=r"registry.yaml:23: .*cannot read coefficient file "
+                                            r".*ES0021000000000009ZZ1FA001_2026.txt"):
+        load_registry(write(tmp_path, BASE))  # the file is not written
+
+
+def test_a_number_too_large_for_a_float_is_refused(tmp_path):
+    """An integer of 400 digits is a YAML int; float() of it raised OverflowError."""
+    body = BASE.replace("contracted_power_kw: 4.6", f"contracted_power_kw: {10**400}")
+    with pytest.raises(RegistryError, match=r"registry.yaml:10: .*'contracted_power_kw' is too "
+                                            r"large"):
+        load_registry(write(tmp_path, body, GOOD_COEFFICIENTS))

@@ -9,10 +9,12 @@ Real-world starting point: the project's example community ``infra/examples/comm
 coefficient file beside it), mutated one value, key or list item at a time. Bounded by default;
 ``pytest -m long`` parses ≥ 1,000,000 mutated documents.
 
-The fuzz found five classes of input that ``ioe/registry.py`` does not refuse cleanly (outside
-this session's files: each is pinned by a strict ``xfail`` test below with its fix, and
-:data:`KNOWN` lets the fuzz go on looking for *other* classes meanwhile; when one is fixed its
-xfail test passes, fails as strict, and its row here goes).
+The fuzz found five classes of input that ``ioe/registry.py`` did not refuse cleanly (a list
+item that is not a mapping, prices that are not numbers, protocol values that are not finite,
+integers beyond 64 bits, a missing coefficient file); they are fixed, and each keeps one
+deterministic case below. :data:`KNOWN` is where a newly found class goes (pattern → name, with
+a strict ``xfail`` case) so the fuzz can go on looking for *other* classes until it is fixed;
+it is empty: every exception other than :class:`RegistryError` fails the fuzz.
 """
 
 from __future__ import annotations
@@ -74,17 +76,8 @@ def mutate(document: Any, path: tuple[Any, ...], action: str, junk: Any) -> Any:
     return copy
 
 
-#: (exception type, message pattern) → the known bug of ioe/registry.py (see the xfail tests)
-KNOWN: dict[tuple[type[BaseException], str], str] = {
-    (TypeError, r"argument of type '\w+' is not iterable"): "list item not a mapping",
-    (AttributeError, r"object has no attribute 'get'"): "list item not a mapping",
-    (ValueError, r"could not convert string to float"): "prices not numbers",
-    (TypeError, r"float\(\) argument must be"): "prices not numbers",
-    (TypeError, r"Integer exceeds 64-bit range"): "integer too large for the wire form",
-    (OSError, r""): "coefficient file missing/unreadable",
-    (AssertionError, r"^protocol not finite$"): "non-finite protocol values",
-    (AssertionError, r"^prices not finite$"): "prices not numbers",
-}
+#: (exception type, message pattern) → a known, unfixed bug of ioe/registry.py (none today)
+KNOWN: dict[tuple[type[BaseException], str], str] = {}
 
 
 def _known(exc: BaseException) -> str | None:
@@ -135,52 +128,41 @@ def test_the_example_parses():
                         members[0]["id"])) == "refused"  # two members m01
 
 
-# -- the known bugs, one deterministic case each (strict: a fix makes them fail as XPASS) ------
+# -- the bug classes the fuzz found (fixed), one deterministic case each -----------------------
 def _replaced(path: tuple[Any, ...], value: Any) -> Any:
     return mutate(DOCUMENT, path, "replace", value)
 
 
 KNOWN_CASES = [
-    pytest.param(_replaced(("communities", 0, "members", 3), None), id="member_is_null",
-                 marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-                     "a `-` with nothing after it in YAML: _Checker.get does `key in obj` on "
-                     "None; fix: refuse any list item that is not a mapping (members, plants, "
-                     "devices, coefficients) with check.fail before reading its keys"))),
+    # a `-` with nothing after it in YAML: a None where a member mapping should be
+    pytest.param(_replaced(("communities", 0, "members", 3), None), id="member_is_null"),
     pytest.param(_replaced(("communities", 0, "coefficients", 0), "file.txt"),
-                 id="coefficients_item_is_a_string",
-                 marks=pytest.mark.xfail(strict=True, raises=AssertionError,
-                                         reason="same class as member_is_null")),
+                 id="coefficients_item_is_a_string"),
     pytest.param(_replaced(("communities", 0, "prices", "energy_eur_kwh"), "0,145"),
-                 id="price_with_a_decimal_comma",
-                 marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-                     "_parse_community: prices={k: float(v)} (also accepts .inf, which "
-                     "becomes null on ioe.registry); fix: check.get(prices, k, NUMBER) for "
-                     "each price"))),
+                 id="price_with_a_decimal_comma"),
+    pytest.param(_replaced(("communities", 0, "prices", "energy_eur_kwh"), float("inf")),
+                 id="price_not_finite"),
+    pytest.param(_replaced(("communities", 0, "prices", "surplus_eur_kwh"), -0.06),
+                 id="price_negative"),
+    # orjson raises "Integer exceeds 64-bit range" at `ioe registry apply`
     pytest.param(_replaced(("communities", 0, "devices", 0, "protocol", "port"), 2**70),
-                 id="protocol_integer_beyond_64_bits",
-                 marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-                     "device protocol options are not validated: accepted, then "
-                     "Community.to_json (orjson) raises at `ioe registry apply`; fix: check "
-                     "the protocol's keys (type/decoder/topic strings, port/unit integers in "
-                     "range, numbers finite)"))),
+                 id="protocol_integer_beyond_64_bits"),
+    pytest.param(_replaced(("communities", 0, "devices", 0, "protocol", "extra"), 2**70),
+                 id="protocol_free_option_beyond_64_bits"),
+    # .inf would become null on ioe.registry (orjson)
     pytest.param(_replaced(("communities", 0, "devices", 5, "protocol", "decoder"),
-                           float("inf")), id="protocol_value_not_finite",
-                 marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-                     "device protocol options are not validated: .inf is accepted and becomes "
-                     "null on ioe.registry (orjson); fix: protocol type/decoder/topic must be "
-                     "strings, numbers finite"))),
+                           float("inf")), id="protocol_value_not_finite"),
+    pytest.param(_replaced(("communities", 0, "devices", 5, "protocol", "fields"),
+                           {"power": float("nan")}), id="protocol_nested_value_not_finite"),
     pytest.param(_replaced(("communities", 0, "coefficients", 0, "file"), "missing.txt"),
-                 id="coefficient_file_missing",
-                 marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-                     "FileNotFoundError, not RegistryError: `ioe registry` catches OSError, "
-                     "the bridge and the web server do not; fix: wrap parse_file's OSError"))),
+                 id="coefficient_file_missing"),
 ]
 
 
 @pytest.mark.parametrize("document", KNOWN_CASES)
 def test_known_bug_is_a_registry_error(document):
-    """Each should be refused with a RegistryError naming the line; today ``check`` reports
-    the known bug instead (the AssertionError the xfail expects)."""
+    """Each is refused with a RegistryError naming the file (``check`` asserts the prefix);
+    before the fix each escaped as another exception."""
     assert check(document) == "refused"
 
 
@@ -227,4 +209,4 @@ def test_long_fuzz_a_million_registries():
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     known = sum(n for outcome, n in outcomes.items() if outcome.startswith("known"))
     print(f"registry fuzz: {count} documents, 0 unexpected exceptions, {known} inputs hit the "
-          f"known registry.py bugs (pinned by the xfail tests), {outcomes}")
+          f"known registry.py bugs (KNOWN), {outcomes}")

@@ -138,16 +138,24 @@ def test_new_devices_of_a_backlog_recalculate_each_interval_once():
     eng = engine()
     devices = [d for d in BIG.devices if not d.id.startswith("datadis:")]
     q = T0 + 15 * MIN  # not on an hour: the look-back ends inside an hour
+    # the community's first data, 7 h before (rows exist only from a community's first data
+    # on): its look-back covers nothing, the one below lies wholly after it
+    first = Reading(device_id=devices[0].id, ts_ms=q + 7 * MIN - 7 * 3_600_000, source="t",
+                    power_w=500.0, energy_wh=900.0)
+    eng.add(BIG, devices[0], first)
+    eng.commit(eng.plan(BIG))
     recalculated = []
-    for i, device in enumerate(devices):
+    for i, device in enumerate(devices[1:], start=1):
         r = Reading(device_id=device.id, ts_ms=q + 7 * MIN + i * 1000, source="t",
                     power_w=500.0, energy_wh=1000.0 + i)
         eng.add(BIG, device, r)
         plan = eng.plan(BIG)
         eng.commit(plan)
         recalculated.append(len(plan.done))
-    # 24 quarters back (06:15…10:00) and the hours 04:00…09:00; 10:15 and 10:00-11:00 not due
-    assert recalculated[0] == 24 + 6
+    # 24 quarters back (06:15…10:00) and the hours 04:00…09:00, plus the quarter and the hour
+    # of the first data (03:15, 03:00) that the watermark now closes; 10:15 and 10:00-11:00
+    # not due
+    assert recalculated[0] == 24 + 6 + 2
     assert sum(recalculated[1:]) == 0
     rows = eng.compute(BIG, 900, q - 15 * MIN)
     assert {(r.consumption_wh, r.complete) for r in rows} == {(0.0, False)}
