@@ -73,6 +73,27 @@ class SteadyFlow:
 READY = "[^Worker]: Ready"
 
 
+class OutputPauses:
+    """The longest time without new balance rows in ClickHouse while workers restart (the
+    operators' figure: how long members wait for their hour during a rolling upgrade)."""
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self.longest_s = 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        last_count, last_change = -1, time.monotonic()
+        while not self.stop.wait(1.0):
+            count = query(self.settings, "SELECT count() FROM {db}.balances")[0][0]
+            now = time.monotonic()
+            if count != last_count:
+                if last_count > 0:
+                    self.longest_s = max(self.longest_s, now - last_change)
+                last_count, last_change = count, now
+
+
 def readies(worker: WorkerProcess) -> int:
     return worker.log_text().count(READY) if worker.log_path.exists() else 0
 
@@ -106,6 +127,8 @@ def test_rolling_restarts_and_scaling_under_load(stack_settings, tmp_path):
         flow.thread.start()
         wait_until(lambda: query(settings, "SELECT count() FROM {db}.balances")[0][0] > 0,
                    180, "the first balances in ClickHouse")
+        pauses = OutputPauses(settings)
+        pauses.thread.start()
         for _round in range(5):  # each worker gracefully restarted in turn, same app id
             for i, worker in enumerate(workers):
                 worker.stop()
@@ -117,6 +140,9 @@ def test_rolling_restarts_and_scaling_under_load(stack_settings, tmp_path):
             worker.stop()
         workers = workers[:1]
         flow.close()
+        pauses.stop.set()
+        print(f"longest pause in balance output during restarts and scaling: "
+              f"{pauses.longest_s:.1f} s")
         # one more reading per community so the last intervals are emitted
         ticks = [Reading(device_id=f"{cid}-m01-1", ts_ms=DAY + 24 * HOUR + 41 * 60_000,
                          source="test", community_id=cid, power_w=100.0) for cid in cids]
