@@ -9,10 +9,8 @@ and the web server needs neither numpy nor scipy. The operator runs the optimise
 ``--out <reports dir>/`` (default ``.local/coefficient-reports/``, ``ioe web
 --coefficient-reports DIR``); the newest target year of the community's CAU is shown.
 
-The CSV (``streams.optimise_command.report_csv``): ``scenario;cups;consumption_kwh;
-assigned_kwh;self_consumed_kwh;surplus_kwh;grid_import_kwh;energy_term_eur;savings_eur``, one
-row per CUPS and scenario (``current``, ``optimised``) and a ``community`` row per scenario.
-The columns are read by name, so a column added later does not break this reader.
+The CSV's format, writer and reader are one module, :mod:`streams.energy.report`: one row per
+CUPS and scenario (``current``, ``optimised``) and a ``community`` row per scenario.
 
 Per hour of the day, the report has no energy figures; what the optimiser does per hour is in
 the official file it wrote beside the report (``<CAU>_<YYYY>.txt``, one β per member and hour
@@ -23,10 +21,8 @@ community's, from the report: for a static file in force, that *is* its β every
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,49 +37,27 @@ from ioe.coefficients import (
     year_start_ms,
 )
 from ioe.registry import Community
+from streams.energy.report import (
+    COMMUNITY_ROW,
+    FIGURES,
+    ReportError,
+    ReportRow,
+    parse_report,
+)
 
-SCENARIOS = ("current", "optimised")
-COMMUNITY_ROW = "community"
+__all__ = ["Report", "ReportError", "community_report", "find_report", "parse_report"]
+
 #: ``<CAU>_<YYYY>.txt.report.csv``: the name the optimiser gives its report by default
 REPORT_NAME = re.compile(r"^(?P<cau>[A-Z0-9]+)_(?P<year>\d{4})\.txt\.report\.csv$")
 CAVEAT_ES = ("Calculado con los datos del año pasado sobre el calendario del año objetivo: "
              "la ganancia del año que viene es una estimación (el tiempo y los hábitos cambian).")
 
 
-class ReportError(ValueError):
-    """A report file that cannot be read as the optimiser writes it; says where."""
-
-
-@dataclass(frozen=True)
-class Settled:
-    """One CUPS (or the community) under one scenario, as the optimiser's report settled it."""
-
-    consumption_kwh: float
-    assigned_kwh: float
-    self_consumed_kwh: float
-    surplus_kwh: float
-    grid_import_kwh: float
-    energy_term_eur: float
-    savings_eur: float
-
-    @property
-    def self_consumption_ratio(self) -> float | None:
-        """Share of the assigned solar energy used at home (for the community: of the whole
-        generation, since the coefficients add up to 1)."""
-        return self.self_consumed_kwh / self.assigned_kwh if self.assigned_kwh > 0 else None
-
-    @property
-    def coverage_ratio(self) -> float | None:
-        """Share of the consumption the sun covered."""
-        return self.self_consumed_kwh / self.consumption_kwh if self.consumption_kwh > 0 \
-            else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "self_consumption_ratio": _round(self.self_consumption_ratio),
-                "coverage_ratio": _round(self.coverage_ratio)}
-
-
-_NUMBERS = tuple(f.name for f in fields(Settled))
+def settled_dict(row: ReportRow) -> dict[str, Any]:
+    """The figures of one report row for the page (scenario and CUPS are the keys around it)."""
+    return {**{name: getattr(row, name) for name in FIGURES},
+            "self_consumption_ratio": _round(row.self_consumption_ratio),
+            "coverage_ratio": _round(row.coverage_ratio)}
 
 
 @dataclass(frozen=True)
@@ -94,12 +68,13 @@ class Comparison:
     cups: str
     member_id: str | None
     name: str
-    current: Settled
-    optimised: Settled
+    current: ReportRow
+    optimised: ReportRow
 
     def to_dict(self) -> dict[str, Any]:
         return {"cups": self.cups, "member_id": self.member_id, "name": self.name,
-                "current": self.current.to_dict(), "optimised": self.optimised.to_dict(),
+                "current": settled_dict(self.current),
+                "optimised": settled_dict(self.optimised),
                 "gain_self_consumed_kwh": round(self.optimised.self_consumed_kwh
                                                 - self.current.self_consumed_kwh, 6),
                 "gain_savings_eur": round(self.optimised.savings_eur
@@ -154,28 +129,9 @@ def find_report(directory: Path, cau: str | None) -> Path | None:
     return max(found)[1] if found else None
 
 
-def parse(text: str, where: str) -> dict[tuple[str, str], Settled]:
-    """(scenario, cups) → settled figures; ``ReportError`` names the file and line."""
-    reader = csv.DictReader(io.StringIO(text), delimiter=";")
-    missing = {"scenario", "cups", *_NUMBERS} - set(reader.fieldnames or ())
-    if missing:
-        raise ReportError(f"{where}: not an optimiser report (no {', '.join(sorted(missing))})")
-    out: dict[tuple[str, str], Settled] = {}
-    for line, row in enumerate(reader, start=2):
-        scenario = row["scenario"]
-        if scenario not in SCENARIOS:
-            raise ReportError(f"{where}:{line}: unknown scenario {scenario!r}")
-        try:
-            values = {name: float(row[name]) for name in _NUMBERS}
-        except (TypeError, ValueError):
-            raise ReportError(f"{where}:{line}: a figure is not a number") from None
-        out[(scenario, row["cups"])] = Settled(**values)
-    return out
-
-
 def load(path: Path, cau: str, year: int, community: Community) -> Report:
     """The report at ``path`` laid on the community's members (matched by CUPS)."""
-    rows = parse(path.read_text(encoding="utf-8"), path.name)
+    rows = parse_report(path.read_text(encoding="utf-8"), path.name)
     by_cups = {cups_base(m.cups): m for m in community.members}
     cups_seen = list(dict.fromkeys(cups for _, cups in rows))
     comparisons = []

@@ -49,14 +49,13 @@ from streams.energy.optimise import (
     round_betas,
     target_hour_starts,
 )
+from streams.energy.report import COMMUNITY_ROW, FIGURES, ReportRow, report_csv
 from streams.settle import HourValue, SettleError, read_series_file, settle, summarize
 
 BAD_INPUT = 2
 DEFAULT_PRICES = Prices(energy_eur_kwh=0.15, surplus_eur_kwh=0.05)
 CAVEAT = ("note: computed on last year's data laid on the target year's calendar; next year's "
           "gain is an estimate (weather and habits change).")
-REPORT_HEADER = ("scenario", "cups", "consumption_kwh", "assigned_kwh", "self_consumed_kwh",
-                 "surplus_kwh", "grid_import_kwh", "energy_term_eur", "savings_eur")
 _OFFICIAL_NAME = re.compile(r"^([A-Z0-9]+)_(\d{4})\.txt$")
 
 
@@ -281,19 +280,6 @@ def write_mapped(directory: Path, year: int, consumption: Iterable[HourValue],
         (directory / f"{name}_{year}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-@dataclass(frozen=True)
-class ReportRow:
-    scenario: str
-    cups: str
-    consumption_kwh: float
-    assigned_kwh: float
-    self_consumed_kwh: float
-    surplus_kwh: float
-    grid_import_kwh: float
-    energy_term_eur: float
-    savings_eur: float
-
-
 def settle_scenario(name: str, schedule: CoefficientSchedule, consumption: list[HourValue],
                     generation: list[HourValue], prices: Prices, tz: str) -> list[ReportRow]:
     """Settle with ``ioe settle``'s functions, then € per member with simplified compensation
@@ -310,8 +296,8 @@ def settle_scenario(name: str, schedule: CoefficientSchedule, consumption: list[
     out = [ReportRow(name, t.cups, t.consumption_kwh, t.assigned_kwh, t.self_consumed_kwh,
                      t.surplus_kwh, t.grid_import_kwh, *euros.get(t.cups, (0.0, 0.0)))
            for t in summary.members]
-    totals = [math.fsum(getattr(r, f) for r in out) for f in REPORT_HEADER[2:]]
-    out.append(ReportRow(name, "community", *totals))
+    totals = [math.fsum(getattr(r, f) for r in out) for f in FIGURES]
+    out.append(ReportRow(name, COMMUNITY_ROW, *totals))
     return out
 
 
@@ -335,14 +321,6 @@ def report_lines(current: list[ReportRow], optimised: list[ReportRow],
            f"{ratio_a:.1f} % → {ratio_b:.1f} % of generation), "
            f"{b.savings_eur - a.savings_eur:+.2f} € saved a year")
     yield CAVEAT
-
-
-def report_csv(rows: Iterable[ReportRow]) -> str:
-    lines = [";".join(REPORT_HEADER)]
-    for r in rows:
-        lines.append(";".join([r.scenario, r.cups] + [f"{getattr(r, f):.6f}"
-                                                      for f in REPORT_HEADER[2:]]))
-    return "\n".join(lines) + "\n"
 
 
 # -- the command ---------------------------------------------------------------------------------

@@ -228,7 +228,8 @@ def test_control_centre_shows_the_comparison(server: LiveServer, browser: Browse
 
 
 def test_a_report_that_is_not_the_optimisers_is_refused_with_its_line() -> None:
-    from dashboards.coefficient_report import ReportError, parse
+    from streams.energy.report import ReportError
+    from streams.energy.report import parse_report as parse
 
     header = ("scenario;cups;consumption_kwh;assigned_kwh;self_consumed_kwh;surplus_kwh;"
               "grid_import_kwh;energy_term_eur;savings_eur")
