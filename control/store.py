@@ -15,16 +15,17 @@ from control.commands import Issued
 from ioe.clickhouse import client
 from ioe.messages import (
     COMMAND_COLUMNS,
-    COMMAND_RESULT_COLUMNS,
+    COMMAND_RESULT_TABLE_COLUMNS,
     CommandResult,
     column_names,
+    command_result_row,
     row,
 )
 from ioe.settings import Settings
 
 COMMAND_TABLE_COLUMNS = (*column_names(COMMAND_COLUMNS), "status", "refusal", "issued_at",
                          "version")
-RESULT_TABLE_COLUMNS = (*column_names(COMMAND_RESULT_COLUMNS), "executed_at", "version")
+RESULT_TABLE_COLUMNS = COMMAND_RESULT_TABLE_COLUMNS
 
 
 def command_rows(issued: Iterable[Issued]) -> list[tuple[Any, ...]]:
@@ -33,10 +34,7 @@ def command_rows(issued: Iterable[Issued]) -> list[tuple[Any, ...]]:
 
 
 def result_rows(results: Iterable[CommandResult]) -> list[tuple[Any, ...]]:
-    # a later report of the same command wins; on a tie "acknowledged" beats "expired"
-    rank = {"expired": 0, "failed": 1, "acknowledged": 2}
-    return [(*row(r, COMMAND_RESULT_COLUMNS), r.executed_at_ms // 1000,
-             r.executed_at_ms * 4 + rank.get(str(r.status), 0)) for r in results]
+    return [command_result_row(r) for r in results]
 
 
 class CommandLog:

@@ -704,6 +704,18 @@ COMMAND_RESULT_COLUMNS: tuple[Column, ...] = _columns(CommandResult, {
     "written": Column("written", "written", _json_value),
     "executed_at_ms": Column("executed_at_ms", "executed_at_ms"),
 })
+#: ``command_results`` table (migration 0004): the result's columns, when it ran, and the
+#: ReplacingMergeTree version
+COMMAND_RESULT_TABLE_COLUMNS = (*column_names(COMMAND_RESULT_COLUMNS), "executed_at",
+                                "version")
+#: on a tie of time "acknowledged" beats "failed" beats "expired"
+_RESULT_RANK = {"expired": 0, "failed": 1, "acknowledged": 2}
+
+
+def command_result_row(result: CommandResult) -> tuple[Any, ...]:
+    """The ``command_results`` row of a result: a later report of the same command wins."""
+    return (*row(result, COMMAND_RESULT_COLUMNS), result.executed_at_ms // 1000,
+            result.executed_at_ms * 4 + _RESULT_RANK.get(str(result.status), 0))
 
 
 # -- alarm actions: an operator acknowledges or assigns an open alarm (dashboards, 0005) ------

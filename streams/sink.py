@@ -1,4 +1,5 @@
-"""The ClickHouse sink: readings, balances and anomalies in batches, at least once, idempotent.
+"""The ClickHouse sink: readings, balances, anomalies and command results in batches, at least
+once, idempotent.
 
 A plain aiokafka consumer group (``<app id>-sink``) rather than a Faust agent, because the
 guarantee we need is simple and must be explicit: offsets are committed *only after* the
@@ -27,24 +28,30 @@ from ioe.kafka import make_async_consumer
 from ioe.messages import (
     ALARM_COLUMNS,
     BALANCE_COLUMNS,
+    COMMAND_RESULT_TABLE_COLUMNS,
     READING_COLUMNS,
     Alarm,
     Balance,
     Column,
+    CommandResult,
     MessageError,
     column_names,
+    command_result_row,
     row,
 )
 from ioe.reading import Reading, ReadingError
 from ioe.registry import Registry
 from ioe.settings import Settings
-from ioe.topics import ANOMALIES, BALANCES, READINGS
+from ioe.topics import ANOMALIES, BALANCES, COMMAND_RESULTS, READINGS
 
 log = logging.getLogger(__name__)
 
-#: ClickHouse table -> its columns, derived from the message types (ioe/messages.py)
-TABLES: dict[str, tuple[Column, ...]] = {
-    "readings": READING_COLUMNS, "balances": BALANCE_COLUMNS, "anomalies": ALARM_COLUMNS}
+#: ClickHouse table -> its column names, derived from the message types (ioe/messages.py).
+#: Command results are here so that every executor's result is stored whether or not an
+#: ``ioe control`` process is running (its own follower reads from the topic's end only).
+TABLES: dict[str, tuple[str, ...]] = {
+    "readings": column_names(READING_COLUMNS), "balances": column_names(BALANCE_COLUMNS),
+    "anomalies": column_names(ALARM_COLUMNS), "command_results": COMMAND_RESULT_TABLE_COLUMNS}
 
 
 class Sink:
@@ -67,6 +74,7 @@ class Sink:
             settings.topic(READINGS): ("readings", self._reading),
             settings.topic(BALANCES): ("balances", self._typed(Balance.decode, BALANCE_COLUMNS)),
             settings.topic(ANOMALIES): ("anomalies", self._typed(Alarm.decode, ALARM_COLUMNS)),
+            settings.topic(COMMAND_RESULTS): ("command_results", self._command_result),
         }
 
     # -- mapping ------------------------------------------------------------------------------
@@ -80,6 +88,13 @@ class Sink:
         if device is None:
             return None
         return row(reading.with_community(device.community_id), READING_COLUMNS)
+
+    @staticmethod
+    def _command_result(value: bytes) -> tuple[Any, ...] | None:
+        try:
+            return command_result_row(CommandResult.decode(value))
+        except (MessageError, KeyError, TypeError, ValueError):
+            return None
 
     @staticmethod
     def _typed(decode: Callable[[bytes], object], columns: tuple[Column, ...]
@@ -148,7 +163,7 @@ class Sink:
             for table, batch in rows.items():
                 if not batch:
                     continue
-                columns = ", ".join(column_names(TABLES[table]))
+                columns = ", ".join(TABLES[table])
                 ch.execute(f"INSERT INTO {db}.{table} ({columns}) VALUES", batch)
                 self.rows_written.labels(table).inc(len(batch))
         finally:
