@@ -37,6 +37,8 @@ from ioe.topics import LIVE, READINGS
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "streams"))
 from worker_helpers import WorkerProcess, make_community, publish_registry  # noqa: E402
 
+from bench.profile import Profile, wanted  # noqa: E402
+
 CID = "ce-bench"
 MEMBERS = 10
 
@@ -177,8 +179,11 @@ def run(quick: bool = True, live_interval_s: float = 0.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         worker = WorkerProcess(settings, Path(tmp), "bench", "--live-interval-s", str(live_interval_s),
                                "--no-sink", "--staleness-s", "3600")
+        profile = Profile(worker.proc.pid) if wanted() else None
         try:
             through = asyncio.run(_worker_throughput(settings, readings[-1].ts_ms, 300, count))
+            if profile is not None:
+                print("\n".join(f"   {line}" for line in profile.stop()), flush=True)
             worker_ms, raw_ms = asyncio.run(_latency(settings, latency_count, rate))
         finally:
             worker.stop()
