@@ -56,7 +56,7 @@ COMMANDS: tuple[Command, ...] = (
             "warehouse.command"),
     Command("control", "active control: send a command, validate rules, the command log, run",
             "control.command"),
-    Command("edge", "edge identities: enrol, revoke, renew, list (certificates, last contact)",
+    Command("edge", "edge identities and maintenance: enrol, revoke, renew, list, push-config, logs, restart",
             "ioe.edge.command"),
 )
 BY_NAME = {c.name: c for c in COMMANDS}

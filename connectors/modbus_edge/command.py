@@ -8,11 +8,12 @@ request failed and with which exception code on stderr, exiting 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -146,9 +147,9 @@ def _read(args: argparse.Namespace) -> int:
 
 
 def _run_agent(args: argparse.Namespace) -> int:
-    import dataclasses
+    from pathlib import Path
 
-    from connectors.modbus_edge.agent import Agent, load_config
+    from connectors.modbus_edge.agent import EdgeConfig, load_config
 
     heartbeat = None
     if args.bundle:
@@ -164,52 +165,104 @@ def _run_agent(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"ioe modbus-edge: edge config {args.config}: {exc.strerror}", file=sys.stderr)
         return 1
-    if args.bundle:
-        # the bundle's secure Kafka listener and credentials (password read from its file)
-        config = dataclasses.replace(
-            config, kafka_bootstrap=bundle.endpoints.kafka_bootstrap or config.kafka_bootstrap,
-            topic_prefix=bundle.topic_prefix or config.topic_prefix,
-            kafka_client=bundle.kafka_client_options())
-        log.info("modbus edge: running as %s (bundle %s)", bundle.id, bundle.directory)
-    if args.registry:
-        from pathlib import Path
 
-        config = dataclasses.replace(config, registry_path=Path(args.registry))
-    if args.kafka:
-        config = dataclasses.replace(config, kafka_bootstrap=args.kafka)
-    agent = Agent(config)
+    def effective(config: EdgeConfig) -> EdgeConfig:
+        """The config with what the bundle and the command line set (a pushed config too)."""
+        if args.bundle:
+            # the bundle's secure Kafka listener and credentials (password read from its file)
+            config = dataclasses.replace(
+                config,
+                kafka_bootstrap=bundle.endpoints.kafka_bootstrap or config.kafka_bootstrap,
+                topic_prefix=bundle.topic_prefix or config.topic_prefix,
+                # an unreachable Kafka fails in seconds (the bundle's own setting), so a
+                # pushed config or a restart is not held 30 s by the forwarder's bootstrap
+                kafka_client={"bootstrap_timeout_ms": 5_000, **bundle.kafka_client_options()})
+        if args.registry:
+            config = dataclasses.replace(config, registry_path=Path(args.registry))
+        if args.kafka:
+            config = dataclasses.replace(config, kafka_bootstrap=args.kafka)
+        return config
+
+    if args.bundle:
+        log.info("modbus edge: running as %s (bundle %s)", bundle.id, bundle.directory)
+    from connectors.modbus_edge.agent import config_from_dict
+    from ioe.edge.live import LiveAgent
+    from ioe.edge.maintenance import RecentLines
+
+    config_path = Path(args.config)
+    document = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    recent = None
+    if args.bundle:  # `ioe edge logs` answers from these (redacted again by ioe/logsafe)
+        recent = RecentLines()
+        logging.getLogger().addHandler(recent)
+    live: LiveAgent[EdgeConfig, _Running] = LiveAgent(
+        config_path, document, effective(config),
+        lambda doc: effective(config_from_dict(doc, base_dir=config_path.parent)),
+        lambda cfg: _Running(cfg, document.get("control")), recent=recent)
 
     def _stop(signum: int, frame: Any) -> None:
         log.info("signal %d: stopping", signum)
-        agent.stop_event.set()
+        live.stopping.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    listener = None
     if args.bundle:
         from ioe.edge.heartbeat import HeartbeatSender
+        from ioe.edge.maintenance import MaintenanceListener
 
         def _status() -> dict[str, Any]:
-            return {"queue_depth": len(agent.outbox),
+            agent = live.runner.agent
+            return {"queue_depth": len(agent.outbox), "config_version": live.version(),
                     "errors": {d: "offline" for d, up in agent.online.items() if not up}}
 
         heartbeat = HeartbeatSender(bundle, status=_status).start()
-    # active control (connectors/modbus_edge/commands.py): only with a `control:` section
-    from pathlib import Path
-
-    document = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
-    executor = None
-    if document.get("control"):
-        from connectors.modbus_edge.commands import attach
-
-        executor = attach(agent, document["control"])
+        # remote maintenance (ioe/edge/maintenance.py): push-config, logs, restart
+        listener = MaintenanceListener(bundle, live.handlers(), live.version).start()
     try:
-        agent.run_forever()
+        live.run()
     finally:
-        if executor is not None:
-            executor.stop()
+        if listener is not None:
+            listener.stop()
         if heartbeat is not None:
             heartbeat.stop()
+    if live.restart_requested:
+        live.reexec()
     return 0
+
+
+class _Running:
+    """One agent and its command executor (a ``control:`` section), started and stopped as one:
+    a pushed config replaces both, since the executor writes through the agent's links."""
+
+    metrics_served: ClassVar[bool] = False
+
+    def __init__(self, config: Any, control: Any) -> None:
+        from connectors.modbus_edge.agent import Agent
+
+        self.agent = Agent(config)
+        self.control = control
+        self.executor: Any = None
+
+    def start(self) -> None:
+        port = self.agent.config.metrics_port
+        if port and _Running.metrics_served:  # its port is taken by the first agent's server
+            log.warning("modbus edge: metrics on :%s keep the first agent's counters until "
+                        "the agent restarts", port)
+            self.agent.config = dataclasses.replace(self.agent.config, metrics_port=None)
+        self.agent.start()
+        _Running.metrics_served = _Running.metrics_served or bool(port)
+        if self.control:
+            from connectors.modbus_edge.commands import attach
+
+            self.executor = attach(self.agent, self.control)
+
+    def stop(self, final: bool = False) -> None:
+        if self.executor is not None:
+            self.executor.stop()
+        # the store is durable: what is queued is sent by the next agent, so replacing it
+        # does not wait for Kafka; only the last stop (exit, restart) drains a while
+        self.agent.stop(drain_s=5.0 if final else 0.5)
 
 
 def _import_ini(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""``ioe edge enrol|revoke|renew|list|request``: the identities of the edges.
+"""``ioe edge enrol|revoke|renew|list|request``: the identities of the edges; and
+``ioe edge push-config|logs|restart``: their remote maintenance (:mod:`ioe.edge.maintenance`).
 
 Run on the control centre (where the CA and the roster live), except ``request``, which runs
 on the edge to make its key there and print a CSR for ``enrol --csr``. Every change re-renders
@@ -57,10 +58,42 @@ def configure(parser: argparse.ArgumentParser) -> None:
     listing = sub.add_parser("list", help="each edge, its certificate's expiry, its last contact")
     listing.add_argument("--no-contact", action="store_true",
                          help="do not ask the broker for the edges' last heartbeats")
+    maintenance = {
+        "push-config": "send a new device list / register map / poll interval; the edge "
+                       "validates and applies it without restarting, or refuses it",
+        "logs": "the edge's recent log lines (secrets redacted on the edge)",
+        "restart": "the edge's agent flushes its store and re-executes itself"}
+    for name, text in maintenance.items():
+        action = sub.add_parser(name, help=text)
+        action.add_argument("edge")
+        action.add_argument("--community")
+        action.add_argument("--as", dest="requester", default=f"operator:{_user()}",
+                            help="who asks, operator:<name> (default operator:$USER); "
+                                 "recorded with the action")
+        action.add_argument("--ttl", type=float, default=60.0,
+                            help="seconds after which the edge no longer executes it")
+        action.add_argument("--timeout", type=float, default=30.0,
+                            help="seconds to wait for the edge's answer")
+        if name == "push-config":
+            action.add_argument("--file", required=True, type=Path, help="edge YAML config")
+        if name == "logs":
+            action.add_argument("--lines", type=int, default=100)
     request = sub.add_parser("request", help="on the edge: make its key (0600) and print a CSR")
     request.add_argument("--community", required=True)
     request.add_argument("--edge", required=True)
     request.add_argument("--out", required=True, type=Path, help="where edge.key is written")
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+MAINTENANCE = ("push-config", "logs", "restart")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,6 +116,8 @@ def _run(args: argparse.Namespace) -> int:
         write_file(args.out / "edge.csr", request_pem)
         print(f"key {args.out / 'edge.key'} (0600, stays here); request {args.out / 'edge.csr'}")
         return 0
+    if args.action in MAINTENANCE:
+        return _maintain(args)
     from ioe.edge.authority import EdgeAuthority
     from ioe.edge.kafka_access import KafkaAccess
     from ioe.settings import get_settings
@@ -156,3 +191,46 @@ def _list(authority: object, *, contact: bool) -> int:
         print(f"{row.id.community:<20} {row.id.edge:<20} {row.state:<8} {expires:<11} "
               f"{seen:<21} {version:<8} {uptime}")
     return 0
+
+
+def _maintain(args: argparse.Namespace) -> int:
+    """Send one maintenance action on the control centre's loopback MQTT listener, print the
+    edge's outcome, record both in the state directory's journal."""
+    from ioe.edge.authority import default_state_dir
+    from ioe.edge.maintenance import (
+        ActionKind,
+        MaintenanceAction,
+        MaintenanceJournal,
+        OutcomeStatus,
+        request,
+    )
+    from ioe.edge.roster import Roster
+    from ioe.settings import get_settings
+
+    settings = get_settings()
+    state = args.state or default_state_dir(settings)
+    record = Roster(state / "edges.json").find(args.edge, args.community)
+    if not record.active:
+        raise ValueError(f"{record.id} is revoked")
+    kind = ActionKind(args.action)
+    values: dict[str, object] = {}
+    if kind is ActionKind.PUSH_CONFIG:
+        values["config"] = args.file.read_text(encoding="utf-8")
+    if kind is ActionKind.LOGS:
+        values["lines"] = args.lines
+    action = MaintenanceAction.new(kind, args.requester, ttl_s=args.ttl, **values)
+    outcome = request(settings.mqtt_host, settings.mqtt_port, record.id, action,
+                      journal=MaintenanceJournal(state), timeout_s=args.timeout)
+    if outcome is None:
+        print(f"ioe edge {args.action}: no answer from {record.id} in {args.timeout:g} s "
+              f"(it will not execute it after {args.ttl:g} s)", file=sys.stderr)
+        return 2
+    for line in outcome.lines:
+        print(line)
+    summary = f"{record.id}: {outcome.status}" + (f": {outcome.detail}" if outcome.detail
+                                                  else "")
+    if outcome.config_version:
+        summary += f" (config {outcome.config_version})"
+    ok = outcome.status in (OutcomeStatus.APPLIED, OutcomeStatus.DONE, OutcomeStatus.RESTARTING)
+    print(summary, file=sys.stderr if outcome.lines or not ok else sys.stdout)
+    return 0 if ok else 1

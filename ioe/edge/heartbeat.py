@@ -48,6 +48,8 @@ class Heartbeat:
     queue_depth: int | None = None
     #: last poll error per device (device id -> message), empty when all is well
     errors: dict[str, str] = field(default_factory=dict)
+    #: fingerprint of the device list it runs (:func:`ioe.edge.maintenance.config_version`)
+    config_version: str | None = None
 
     @property
     def id(self) -> EdgeId:
@@ -63,7 +65,8 @@ class Heartbeat:
                    version=str(data.get("version", "")),
                    uptime_s=float(data.get("uptime_s", 0.0)), sent_ms=int(data["sent_ms"]),
                    queue_depth=data.get("queue_depth"),
-                   errors={str(k): str(v) for k, v in (data.get("errors") or {}).items()})
+                   errors={str(k): str(v) for k, v in (data.get("errors") or {}).items()},
+                   config_version=data.get("config_version"))
 
 
 class HeartbeatSender:
@@ -88,7 +91,8 @@ class HeartbeatSender:
                          version=software_version(),
                          uptime_s=round(time.monotonic() - self.started, 1),
                          sent_ms=int(time.time() * 1000),
-                         queue_depth=extra.get("queue_depth"), errors=extra.get("errors") or {})
+                         queue_depth=extra.get("queue_depth"), errors=extra.get("errors") or {},
+                         config_version=extra.get("config_version"))
 
     def start(self) -> HeartbeatSender:
         self.client.connect_async(self.bundle.endpoints.mqtt_host,

@@ -15,9 +15,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ioe.edge.bundle import Bundle
 
 
-def tls_client(bundle: Bundle, client_id: str | None = None) -> mqtt.Client:
+def tls_client(bundle: Bundle, client_id: str | None = None, *,
+               clean_session: bool = True) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                         client_id=client_id or f"{bundle.id.principal}")
+                         client_id=client_id or f"{bundle.id.principal}",
+                         clean_session=clean_session)
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(bundle.ca_path))
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(bundle.cert_path), str(bundle.key_path))
