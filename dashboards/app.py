@@ -30,6 +30,7 @@ from dashboards.deadletters import DeadLetterBook
 from dashboards.hub import Hub, Limits
 from dashboards.live import Batch, TopicTail
 from dashboards.metrics import WebMetrics
+from dashboards.security import FailureLimiter, SecureStarlette, trusted_proxies_from_env
 from dashboards.store import Store
 from dashboards.ws import Connection, WsContext, normalize_origin, origins_from_env
 from ioe.messages import MessageError, decode_live
@@ -81,10 +82,16 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
                heartbeat_s: float = 15.0, backfill: int = 200, deadletter_backfill: int = 1000,
                static_dir: Path | None = None,
                allowed_origins: Iterable[str] | None = None,
-               coefficient_reports: Path | None = None) -> Starlette:
+               coefficient_reports: Path | None = None,
+               trusted_proxies: Iterable[str] | None = None,
+               auth_limiter: FailureLimiter | None = None) -> Starlette:
     """One web instance. ``allowed_origins``: web origins whose pages may open the websocket
     besides the server's own host (default: ``IOE_WEB_ORIGINS``); ``coefficient_reports``:
-    where the optimiser's reports are (default ``<local dir>/coefficient-reports``)."""
+    where the optimiser's reports are (default ``<local dir>/coefficient-reports``);
+    ``trusted_proxies``: peers whose ``X-Forwarded-*`` headers are believed (default
+    ``IOE_WEB_TRUSTED_PROXIES``); ``auth_limiter``: the failed-authentication limit (default
+    from ``IOE_WEB_AUTH_MAX_FAILURES`` / ``IOE_WEB_AUTH_WINDOW_S``). Security headers and the
+    limit are ``dashboards.security``'s."""
     settings = settings or get_settings()
     registry = registry if registry is not None else load_registry(settings.registry_path)
     hub = Hub()
@@ -205,8 +212,11 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]
     # gzip for pages, scripts and JSON (the websocket negotiates permessage-deflate itself)
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(GZipMiddleware, minimum_size=500)])
+    app = SecureStarlette(routes=routes, lifespan=lifespan,
+                          middleware=[Middleware(GZipMiddleware, minimum_size=500)])
+    app.state.auth_limiter = FailureLimiter.from_env() if auth_limiter is None else auth_limiter
+    app.state.trusted_proxies = list(trusted_proxies_from_env() if trusted_proxies is None
+                                     else trusted_proxies)
     app.state.hub = hub
     app.state.metrics = metrics
     app.state.registry = registry

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
+from dashboards.security import TRUSTED_PROXIES_ENV, trusted_proxies_from_env
 from dashboards.ws import ORIGINS_ENV, origins_from_env
 from ioe.logsafe import uvicorn_log_config
 from ioe.settings import get_settings
@@ -33,6 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="where `ioe coefficients optimise --out DIR/ --report` writes its "
                              "reports, shown in the control centre (default "
                              ".local/coefficient-reports)")
+    parser.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                        help="a reverse proxy (address or network, * = any) whose "
+                             "X-Forwarded-For / X-Forwarded-Proto are believed; repeat for "
+                             f"several (also {TRUSTED_PROXIES_ENV}, comma-separated). Without "
+                             "one these headers are ignored")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,10 +50,13 @@ def run(args: argparse.Namespace) -> int:
     origins = [*origins_from_env(), *args.allow_origin]
     app = create_app(settings, follow_registry=not args.no_follow_registry,
                      allowed_origins=origins,
+                     trusted_proxies=[*trusted_proxies_from_env(), *args.trusted_proxy],
                      coefficient_reports=Path(args.coefficient_reports)
                      if args.coefficient_reports else None)
     # small frames only come from clients; the token is in a frame, never in the URL, but a
-    # client may still put one there: the access log goes through the same safe filter
+    # client may still put one there: the access log goes through the same safe filter.
+    # uvicorn's own proxy headers are off: it would trust 127.0.0.1 by default, and the app
+    # applies them itself, only for the configured --trusted-proxy (dashboards.security)
     uvicorn.run(app, host=args.host, port=args.port, ws_max_size=64 * 1024,
-                log_level="info", log_config=uvicorn_log_config("info"), proxy_headers=True)
+                log_level="info", log_config=uvicorn_log_config("info"), proxy_headers=False)
     return 0

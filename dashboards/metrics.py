@@ -28,3 +28,10 @@ class WebMetrics:
                                         "communities updated from ioe.registry", registry=r)
         self.http_requests = Counter("ioe_web_http_requests", "REST requests",
                                      ["route", "status"], registry=r)
+        self.auth_failures = Counter(
+            "ioe_web_auth_failures", "failed token checks (HTTP 401, websocket close 4401)",
+            ["route"], registry=r)
+        self.auth_rate_limited = Counter(
+            "ioe_web_auth_rate_limited",
+            "requests refused (429 / websocket 1008) after too many failed authentications",
+            ["route"], registry=r)
