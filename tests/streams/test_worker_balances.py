@@ -157,7 +157,8 @@ def mismatches(settings, cids, expected_by_cid, interval_s: int) -> list[str]:
 def test_simulated_day_two_workers_kill_outage_datadis(stack_settings, tmp_path):
     settings = stack_settings
     cids = community_ids(2, settings.partitions)
-    communities = {cid: make_community(cid, BETAS) for cid in cids}
+    communities = {cid: make_community(cid, BETAS, cups_base=1000 + 100 * n)
+                   for n, cid in enumerate(cids)}
     publish_registry(settings, communities.values())
     samples = {cid: day_samples(cid, seed=n) for n, cid in enumerate(cids)}
     readings = sorted((r for cid in cids for r in readings_for(cid, samples[cid])),

@@ -106,7 +106,8 @@ def ready(worker: WorkerProcess, before: int, timeout_s: float = 120) -> None:
 def test_rolling_restarts_and_scaling_under_load(stack_settings, tmp_path):
     settings = stack_settings
     cids = community_ids(3, settings.partitions)
-    communities = {cid: make_community(cid, BETAS) for cid in cids}
+    communities = {cid: make_community(cid, BETAS, cups_base=1000 + 100 * n)
+                   for n, cid in enumerate(cids)}
     publish_registry(settings, communities.values())
     samples = {cid: day_samples(cid, seed=n) for n, cid in enumerate(cids)}
     readings = sorted((r for cid in cids for r in readings_for(cid, samples[cid])),

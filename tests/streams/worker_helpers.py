@@ -34,13 +34,18 @@ def make_cups(n: int, distributor: str = "0021") -> str:
 
 
 def make_community(cid: str, betas: list[float], *, generators: int = 1,
-                   meters_per_member: int = 1) -> Community:
+                   meters_per_member: int = 1, cups_base: int = 1000) -> Community:
     """``len(betas)`` members m01…, one plant with ``generators`` inverters ``<cid>-inv<k>``,
-    member meters ``<cid>-m01-<k>`` (plus the implicit ``datadis:<CUPS>`` devices)."""
-    members = tuple(Member(id=f"m{i + 1:02d}", name=f"member {i + 1}", cups=make_cups(1000 + i),
-                           contracted_power_kw=4.6) for i in range(len(betas)))
-    plant = Plant(id="plant-1", name="roof", cups=make_cups(9000) + "1F", peak_power_kw=30,
-                  latitude=39.5, longitude=-0.4)
+    member meters ``<cid>-m01-<k>`` (plus the implicit ``datadis:<CUPS>`` devices).
+
+    Several communities of one test need different ``cups_base``: a CUPS is one supply point,
+    and ``datadis:<CUPS>`` is a device id — two communities with the same CUPS make the
+    registry route an official reading to whichever community it read last."""
+    members = tuple(Member(id=f"m{i + 1:02d}", name=f"member {i + 1}",
+                           cups=make_cups(cups_base + i), contracted_power_kw=4.6)
+                    for i in range(len(betas)))
+    plant = Plant(id="plant-1", name="roof", cups=make_cups(8000 + cups_base) + "1F",
+                  peak_power_kw=30, latitude=39.5, longitude=-0.4)
     devices: list[Device] = [
         Device(id=f"{cid}-inv{k + 1}", community_id=cid, role="generation", plant_id=plant.id)
         for k in range(generators)]
