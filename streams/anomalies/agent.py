@@ -191,13 +191,16 @@ class AnomalyAgent:
         alarmed: dict[str, set[str]] = {}
         for alarm in events:
             alarmed.setdefault(alarm.community_id, set()).add(alarm.device_id)
+        by_subject: dict[str, list[str]] | None = None
         for cid, community in communities.items():
             subjects = alarmed.get(cid, set())
             keys = {d for d in subjects if community.device(d) is not None}
             keys |= {d for d, (_, c) in touched.items() if c.id == cid
                      and now - self._snapshot_at.get(d, 0.0) >= self.snapshot_s}
+            if keys and by_subject is None:
+                by_subject = self.engine.book.keys_by_subject()  # once per batch
             for key in keys:
-                self.table[key] = self.engine.device_snapshot(key)
+                self.table[key] = self.engine.device_snapshot(key, by_subject)
                 self._snapshot_at[key] = now
             community_key = f"community:{cid}"
             if subjects - keys or now - self._snapshot_at.get(community_key, 0.0) \

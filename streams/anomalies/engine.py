@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -227,12 +228,16 @@ class AnomalyEngine:
     def open_alarms(self) -> list[Alarm]:
         return self.book.open_alarms()
 
-    def device_snapshot(self, device_id: str) -> dict[str, Any]:
+    def device_snapshot(self, device_id: str,
+                        by_subject: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
         """The state of one device (detectors, its alarm tracks, its compared hours) as a
-        JSON-able dict: the value of a Faust table keyed by device id."""
+        JSON-able dict: the value of a Faust table keyed by device id. ``by_subject``
+        (:meth:`AlarmBook.keys_by_subject`, once per batch) saves a pass over the book."""
         state = self.devices.get(device_id)
+        if by_subject is None:
+            by_subject = self.book.keys_by_subject()
         return {"state": state.to_dict() if state else None,
-                "tracks": self._tracks_where(lambda subject: subject == device_id),
+                "tracks": self.book.to_dict(by_subject.get(device_id, ())),
                 "compared": list(self.compared.get(device_id, [])),
                 "recent": list(self.recent.get(device_id, []))}
 
@@ -258,7 +263,7 @@ class AnomalyEngine:
             self.member_seen[key] = max(self.member_seen.get(key, value), value)
 
     def _tracks_where(self, wanted: Any) -> dict[str, Any]:
-        return {k: v for k, v in self.book.to_dict().items() if wanted(k.split("|", 1)[1])}
+        return self.book.to_dict(k for k in self.book.tracks if wanted(k.split("|", 1)[1]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"devices": {k: v.to_dict() for k, v in self.devices.items()},

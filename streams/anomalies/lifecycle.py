@@ -17,6 +17,7 @@ The whole book is a plain dict when serialised, so a Faust table can hold it per
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -137,8 +138,20 @@ class AlarmBook:
         return events
 
     # -- serialisation (a Faust table value) ----------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return {key: asdict(track) for key, track in self.tracks.items()}
+    def to_dict(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
+        """Every track, or only those of ``keys`` (a device's snapshot needs its own: turning
+        the whole book into dicts per snapshot was quadratic — 91 % of a worker holding
+        10,000 devices with an alarm each)."""
+        if keys is None:
+            return {key: asdict(track) for key, track in self.tracks.items()}
+        return {key: asdict(self.tracks[key]) for key in keys if key in self.tracks}
+
+    def keys_by_subject(self) -> dict[str, list[str]]:
+        """Track keys (``kind|subject``) grouped by subject, in one pass over the book."""
+        out: dict[str, list[str]] = {}
+        for key in self.tracks:
+            out.setdefault(key.split("|", 1)[1], []).append(key)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> AlarmBook:
