@@ -1,10 +1,12 @@
-"""``ioe control run``: the rules, live. ``ioe.live`` in, commands out, results stored.
+"""The rules, live: :class:`ControlLoop` folds live values and turns them into commands.
 
-Why a process of its own for now: the evaluation belongs in the stream worker (it already holds
-each community's live state, partitioned by community), which is being rewritten; until it
-calls :func:`control.rules.evaluate` itself, this process does the same thing from the
-worker's output topic. Rule files are reloaded when they change on disk; a file that no longer
-validates is refused with its ``file:line`` error and the previous rules stay in force.
+Two hosts run the same loop. The stream worker (``ioe worker --rules FILE``,
+:mod:`streams.control`) feeds it the live state it has just computed for the communities whose
+partitions it owns — the design's place for the rules, with no extra hop and no second copy of
+the state. ``ioe control run`` feeds it from ``ioe.live`` instead (a deployment that keeps the
+rules out of the workers, or a dry run beside them). Rule files are reloaded when they change
+on disk; a file that no longer validates is refused with its ``file:line`` error and the
+previous rules stay in force.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from control.commands import Issued, check_command
 from control.live import LiveState
 from control.rules import RuleError, RuleMemory, RuleSet, evaluate, load_rules
 from ioe.kafka import make_producer
-from ioe.messages import CommandResult, MessageError, decode_live
+from ioe.messages import CommandResult, LiveMessage, MessageError, decode_live
 from ioe.registry import Registry
 from ioe.settings import Settings
 from ioe.topics import COMMAND_RESULTS, LIVE
@@ -90,10 +92,20 @@ class ControlLoop:
         except MessageError as exc:
             log.debug("live message not used: %s", exc)
             return
+        self.apply_message(message)
+
+    def apply_message(self, message: LiveMessage) -> None:
+        """Fold one live value in (communities without a rule file are not kept)."""
         community = message.channel.community_id
         if any(rs.community_id == community for rs in self.rule_sets):
             state = self.live.get(community) or LiveState(community)
             self.live[community] = state.apply(message)
+
+    def forget_live(self) -> None:
+        """Drop every community's live state (a rebalance may have moved it to another worker:
+        until this host computes a community's live values again, its rules see nothing, so
+        they neither act nor renew — two hosts never act on one community at once)."""
+        self.live.clear()
 
     # -- one evaluation ----------------------------------------------------------------------
     def step(self, now: int | None = None) -> list[Issued]:

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from ioe.registry_follower import RegistryFollower
 from ioe.settings import Settings
 from ioe.topics import ANOMALIES, BALANCES, DEADLETTER, LIVE, READINGS
+from streams import control as worker_rules
 from streams.anomalies import agent as anomaly_agent
 from streams.context import BatchHook, Routed, WorkerConfig, WorkerContext
 from streams.faust_glue import hold_then_release
@@ -116,6 +117,7 @@ def create_app(settings: Settings, config: WorkerConfig) -> tuple[faust.App, Wor
         app.task(_forever(lambda: sink.run(follower.ready), "clickhouse sink"))
     if config.anomalies:
         anomaly_agent.setup(ctx)
+    worker_rules.setup(ctx)
     return app, ctx
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from ioe.messages import LiveMessage
 from ioe.reading import Reading
 from ioe.registry import Community, Device, Registry
 from ioe.registry_follower import RegistryFollower
@@ -32,6 +33,10 @@ class Routed:
 #: ``async hook(batch)``, called once per batch with the valid readings of known devices, in
 #: offset order, inside the batch's event context (table writes land in its partition)
 BatchHook = Callable[[Sequence[Routed]], Awaitable[None]]
+
+#: ``hook(community_id, messages)``: every live update the worker computes for a community it
+#: owns, published or not (unchanged values are not re-published, but they are fresh)
+LiveHook = Callable[[str, Sequence[LiveMessage]], None]
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ class WorkerConfig:
     batch_within_s: float = 0.05
     #: anomaly detection (``streams.anomalies.agent``)
     anomalies: bool = True
+    #: rule files evaluated by this worker for the communities it owns (``streams.control``)
+    rule_files: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -74,6 +81,9 @@ class WorkerContext:
     topics: dict[str, faust.TopicT]
     metrics: CollectorRegistry
     batch_hooks: list[BatchHook] = field(default_factory=list)
+    live_hooks: list[LiveHook] = field(default_factory=list)
+    #: called when partitions were (re)assigned: what this worker owns may have changed
+    rebalance_hooks: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def registry(self) -> Registry:

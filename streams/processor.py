@@ -95,6 +95,8 @@ class ReadingsProcessor:
         self._live_last.clear()
         self.offsets.clear()
         self.watchdog.progress()
+        for hook in self.ctx.rebalance_hooks:
+            hook()
 
     async def check_stall(self) -> None:
         await self.watchdog.check()
@@ -235,6 +237,12 @@ class ReadingsProcessor:
         messages: list[tuple[str, Any]] = [(f"m:{mid}", msg)
                                            for mid, msg in update.members.items()]
         messages.append(("community", update.community))
+        for live_hook in self.ctx.live_hooks:
+            try:
+                live_hook(cid, [msg for _channel, msg in messages])
+            except Exception:  # an add-on must not stop the live view
+                self.hook_errors.inc()
+                log.exception("live hook %r failed", live_hook)
         for channel, msg in messages:
             fp = live.fingerprint(msg)
             if self._live_last.get((cid, channel)) == fp:

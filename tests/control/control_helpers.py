@@ -15,7 +15,12 @@ CUPS = ("ES0021380404050463BV", "ES0021310451747942WF")
 
 
 def registry_document(community: str = COMMUNITY, inverter_port: int = 5020,
-                      extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                      extra: list[dict[str, Any]] | None = None,
+                      betas: tuple[float, float] | None = None) -> dict[str, Any]:
+    """The control tests' community; ``betas`` adds a static coefficient schedule for m1, m2
+    (without one every member's share β is 0, so no member has a surplus)."""
+    schedules = ([{"effective_from": "2020-01-01",
+                   "static": {CUPS[0]: betas[0], CUPS[1]: betas[1]}}] if betas else [])
     return {"communities": [{
         "id": community, "name": "Control test", "timezone": "Europe/Madrid",
         "location": {"latitude": 39.5, "longitude": -0.4},
@@ -42,6 +47,7 @@ def registry_document(community: str = COMMUNITY, inverter_port: int = 5020,
              "protocol": {"type": "mqtt", "decoder": "emonhub", "topic_id": "m2"}},
             *(extra or []),
         ],
+        "coefficients": schedules,
     }]}
 
 
