@@ -219,7 +219,7 @@ class Simulator:
             for inv in self.inverters:
                 sample = inv.step(self.clock.now_ms(), self._tripped(inv, self.clock.now_ms()))
                 server = InverterServer(inv.device_id, inv.map_name, self.config.modbus_host,
-                                        inv.port, inv.unit, sample)
+                                        inv.port, inv.unit, sample, limit=inv.limit)
                 self.servers[inv.device_id] = server
                 self.samples[inv.device_id] = deque([sample], maxlen=8)
                 if not self.faults.active(inv.device_id, "offline", 0.0):

@@ -23,11 +23,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -42,6 +45,70 @@ SUNSPEC_ST = {"off": 1, "sleeping": 2, "starting": 3, "mppt": 4, "throttled": 5,
               "shutting_down": 6, "fault": 7, "standby": 8}
 #: Huawei SUN2000 device status (32089)
 HUAWEI_STATUS = {"standby": 0xA000, "mppt": 0x0200, "fault": 0x0300, "sleeping": 0xA000}
+
+
+# -- model 123: the one thing a client may write ------------------------------------------------
+MODEL123_LEN = 24
+#: offsets in the body of model 123 (after ID and L), as the SunSpec model defines them
+CONN, WMAXLIMPCT, WMAXLIMPCT_RVRT, WMAXLIM_ENA, WMAXLIMPCT_SF = 2, 3, 5, 7, 21
+#: body offsets a client may write: Conn_WinTms … WMaxLim_Ena (the RW points)
+MODEL123_WRITABLE = range(0, 8)
+LIMIT_SF = -1  # WMaxLimPct in 0.1 %
+
+
+def _default_controls() -> list[int]:
+    words = [0] * MODEL123_LEN
+    words[CONN] = 1                                   # connected
+    words[WMAXLIMPCT] = round(100 / 10 ** LIMIT_SF)   # 100 %
+    words[WMAXLIMPCT_SF] = LIMIT_SF & 0xFFFF
+    return words
+
+
+@dataclass
+class PowerLimit:
+    """Model 123 of a simulated inverter: what a client wrote, and the inverter's own revert
+    timer (wall time: the edge's link is lost in real seconds, whatever the simulated speed).
+
+    As the model says, the output follows ``WMaxLimPct`` only while ``WMaxLim_Ena`` is 1, and
+    the inverter drops the limit ``WMaxLimPct_RvrtTms`` seconds after it was written — the safe
+    default the control path relies on."""
+
+    words: list[int] = field(default_factory=_default_controls)
+    revert_at: float | None = None
+    clock: Callable[[], float] = time.monotonic
+
+    def write(self, offset: int, values: list[int]) -> bool:
+        """Words written at a body offset; False (nothing written) outside the RW points."""
+        touched = range(offset, offset + len(values))
+        if not values or any(o not in MODEL123_WRITABLE for o in touched):
+            return False
+        self.words[offset:offset + len(values)] = [v & 0xFFFF for v in values]
+        if WMAXLIMPCT in touched or WMAXLIM_ENA in touched:
+            revert_s = self.words[WMAXLIMPCT_RVRT]
+            self.revert_at = self.clock() + revert_s if revert_s else None
+        return True
+
+    def expire(self) -> None:
+        if self.revert_at is not None and self.clock() >= self.revert_at:
+            self.words[WMAXLIM_ENA] = 0
+            self.words[WMAXLIMPCT] = round(100 / 10 ** LIMIT_SF)
+            self.revert_at = None
+            log.info("power limit reverted by the inverter (WMaxLimPct_RvrtTms elapsed)")
+
+    @property
+    def limit_pct(self) -> float | None:
+        """The limit in force, % of the rated power (None: no limit)."""
+        self.expire()
+        if self.words[WMAXLIM_ENA] != 1:
+            return None
+        return self.words[WMAXLIMPCT] * 10.0 ** LIMIT_SF
+
+    def cap(self, power_w: float, rated_w: float) -> float:
+        """The output the inverter allows itself: 0 when disconnected, else under the limit."""
+        if self.words[CONN] != 1:
+            return 0.0
+        limit = self.limit_pct
+        return power_w if limit is None else min(power_w, rated_w * limit / 100.0)
 
 
 @dataclass(frozen=True)
@@ -64,6 +131,8 @@ class InverterSample:
     fault_code: int = 0
     unit: int = 1
     serial: str = "SIM0000001"
+    #: model 123 body as last written (SunSpec only)
+    controls: tuple[int, ...] = tuple(_default_controls())
 
 
 def _u16(v: float) -> int:
@@ -89,7 +158,7 @@ def _string(text: str, registers: int) -> list[int]:
 
 
 def sunspec_image(s: InverterSample) -> list[int]:
-    """The SunSpec registers from 40000 to the end marker (124 registers)."""
+    """The SunSpec registers from 40000 to the end marker (150 registers)."""
     common = ([1, 66] + _string("IoE Comunidades", 16) + _string("SIM-SUNSPEC-15K", 16)
               + _string("", 8) + _string("1.0.0", 8) + _string(s.serial, 16)
               + [s.unit, NOT_IMPLEMENTED_I16])
@@ -119,14 +188,17 @@ def sunspec_image(s: InverterSample) -> list[int]:
         *_u32(1 if s.state == "fault" else 0),                          # Evt1 bit 0 GROUND_FAULT
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0,                                   # Evt2, EvtVnd1..4
     ]
-    assert len(common) == 68 and len(model103) == 50
-    return [0x5375, 0x6E53, *common, 103, 50, *model103, 0xFFFF, 0]
+    assert len(common) == 68 and len(model103) == 50 and len(s.controls) == MODEL123_LEN
+    return [0x5375, 0x6E53, *common, 103, 50, *model103, 123, MODEL123_LEN, *s.controls,
+            0xFFFF, 0]
 
 
 #: SunSpec register addresses of the points the tests (and the edge) read
 SUNSPEC_W = SUNSPEC_BASE + 72 + 12
 SUNSPEC_WH = SUNSPEC_BASE + 72 + 22
 SUNSPEC_ST_ADDR = SUNSPEC_BASE + 72 + 36
+#: first body register of model 123 (after its ID and L)
+SUNSPEC_CONTROLS = SUNSPEC_BASE + 72 + 50 + 2
 
 
 def huawei_image(s: InverterSample) -> dict[int, list[int]]:
@@ -175,15 +247,20 @@ MAPS: dict[str, Callable[[InverterSample], dict[int, list[int]]]] = {
 
 
 class InverterServer:
-    """One Modbus TCP server serving the latest register image of one inverter."""
+    """One Modbus TCP server serving the latest register image of one inverter.
+
+    A SunSpec inverter given a :class:`PowerLimit` also takes writes to model 123's RW points
+    (anything else written is refused with ILLEGAL ADDRESS, as a real device does); what is
+    written shows in the next read at once, and in the output from the next sample on."""
 
     def __init__(self, device_id: str, map_name: str, host: str, port: int, unit: int,
-                 first: InverterSample) -> None:
+                 first: InverterSample, limit: PowerLimit | None = None) -> None:
         if map_name not in MAPS:
             raise ValueError(f"{device_id}: unknown Modbus map {map_name!r} "
                              f"(known: {', '.join(MAPS)})")
         self.device_id, self.map_name = device_id, map_name
         self.host, self.port, self.unit = host, port, unit
+        self.limit = limit if map_name == "sunspec" else None
         self._image: dict[int, int] = {}
         self.update(first)
         self._server: ModbusTcpServer | None = None
@@ -202,12 +279,31 @@ class InverterServer:
         return SimDevice(self.unit, simdata=simdata, action=self._action)
 
     async def _action(self, function_code: int, start_address: int, address: int, count: int,
-                      current_registers: list[int], set_values: object) -> None:
+                      current_registers: list[int], set_values: Any) -> ExcCodes | None:
+        if set_values is not None and function_code in (6, 16):
+            words = [int(v) for v in (set_values if isinstance(set_values, list)
+                                      else [set_values])]
+            if self.limit is None or not self.limit.write(address - SUNSPEC_CONTROLS, words):
+                log.warning("%s: write of %d register(s) at %d refused (not a writable point)",
+                            self.device_id, len(words), address)
+                return ExcCodes.ILLEGAL_ADDRESS
+            log.info("%s: model 123 written at %d: %s (limit now %s %%)", self.device_id,
+                     address, words, self.limit.limit_pct)
+            self._controls_to_image()
+            return None
+        if self.limit is not None:
+            self.limit.expire()
+            self._controls_to_image()
         image = self._image
         for addr in range(address, address + count):
             if addr in image:
                 current_registers[addr - start_address] = image[addr]
         return None
+
+    def _controls_to_image(self) -> None:
+        assert self.limit is not None
+        for offset, word in enumerate(self.limit.words):
+            self._image[SUNSPEC_CONTROLS + offset] = word
 
     @property
     def running(self) -> bool:
@@ -261,6 +357,8 @@ class SimInverter:
     site_load_w: float = 300.0
     meter_exported_wh: float = 0.0
     meter_imported_wh: float = 0.0
+    #: model 123 (the SunSpec map): the limit a client wrote caps the output
+    limit: PowerLimit = field(default_factory=PowerLimit)
 
     def state(self) -> dict[str, object]:
         return {"kind": "inverter", "energy_wh": round(self.energy_wh, 3),
@@ -269,7 +367,9 @@ class SimInverter:
                 "meter_imported_wh": round(self.meter_imported_wh, 3)}
 
     def power_at(self, ts_ms: int) -> float:
-        return ac_power_w(self.power_fn(ts_ms), self.share, self.rated_w)
+        power = ac_power_w(self.power_fn(ts_ms), self.share, self.rated_w)
+        return round(self.limit.cap(power, self.rated_w), 1) if self.map_name == "sunspec" \
+            else power
 
     def _integrate(self, start_ms: int, end_ms: int, tripped: bool) -> tuple[float, float, float]:
         """(produced, exported, imported) Wh between two instants, by the midpoint rule."""
@@ -297,7 +397,11 @@ class SimInverter:
         if self.day != today.isoformat():
             self.day, self.daily_wh = today.isoformat(), 0.0 if self.day else self.daily_wh
         power = 0.0 if tripped else self.power_at(now_ms)
-        state = "fault" if tripped else ("mppt" if power > 0 else "sleeping")
+        throttled = (self.map_name == "sunspec" and self.limit.limit_pct is not None
+                     and not tripped and power < ac_power_w(self.power_fn(now_ms), self.share,
+                                                            self.rated_w))
+        state = "fault" if tripped else ("throttled" if throttled
+                                         else "mppt" if power > 0 else "sleeping")
         return InverterSample(
             ts_ms=now_ms, power_w=power, energy_wh=self.energy_wh,
             daily_energy_wh=self.daily_wh, state=state,
@@ -305,4 +409,5 @@ class SimInverter:
             frequency_hz=50.0, temperature_c=25.0 + 25.0 * power / max(self.rated_w, 1.0),
             rated_power_w=self.rated_w, site_load_w=self.site_load_w,
             meter_exported_wh=self.meter_exported_wh, meter_imported_wh=self.meter_imported_wh,
-            fault_code=2001 if tripped else 0, unit=self.unit, serial=self.serial)
+            fault_code=2001 if tripped else 0, unit=self.unit, serial=self.serial,
+            controls=tuple(self.limit.words))

@@ -69,12 +69,15 @@ async def test_sunspec_and_huawei_values_match_the_pv_model(community: SimCommun
         await asyncio.sleep(1.2)
         plant = sim.plants["p1"]
         # --- SunSpec: discovery chain and model 103 values
-        regs = await read(community.sunspec_port, 40000, 124)
+        regs = (await read(community.sunspec_port, 40000, 100)
+                + await read(community.sunspec_port, 40100, 50))  # max 125 per request
         assert regs[0:2] == [0x5375, 0x6E53]                       # "SunS"
         assert regs[2:4] == [1, 66]                                 # common model, L=66
         assert bytes(b for r in regs[4:20] for b in r.to_bytes(2, "big")).rstrip(b"\0")
         assert regs[70:72] == [103, 50]                             # three-phase inverter
-        assert regs[122:124] == [0xFFFF, 0]                         # end marker
+        assert regs[122:124] == [123, 24]                           # immediate controls
+        assert regs[124 + 2] == 1 and regs[124 + 7] == 0            # Conn on, no limit
+        assert regs[148:150] == [0xFFFF, 0]                         # end marker
         m = regs[72:122]
         w = s16(m[12]) * 10 ** s16(m[13])
         wh = u32(m[22], m[23]) * 10 ** s16(m[24])
@@ -144,3 +147,58 @@ async def test_yield_counters_grow_by_power_times_time(community: SimCommunity,
     exported = sum(max(model_ac_w(plant, "inv-hw", t) - 300.0, 0.0)
                    for t in range(a.ts_ms, b.ts_ms, 5000)) * 5 / 3600
     assert b.meter_exported_wh - a.meter_exported_wh == pytest.approx(exported, rel=0.02)
+
+
+async def edge_write(port: int, *setting: str) -> dict:
+    """``ioe modbus-edge write`` (the edge's own writer, as a technician runs it) on the sim."""
+    import subprocess
+    import sys
+
+    import orjson
+
+    from ioe.settings import ROOT
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ioe.cli", "modbus-edge", "write", "--host", "127.0.0.1",
+        "--port", str(port), "--unit", "1", "--map", "sunspec", *setting, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return orjson.loads(out.decode().strip().splitlines()[-1])
+
+
+async def test_the_sunspec_inverter_obeys_a_written_limit_and_reverts_it(
+        community: SimCommunity, tmp_path: Path) -> None:
+    """Model 123 written through the edge's writer: read back, output capped at 20 % of the
+    6 kW rating (1,200 W, worked out by hand) while the June-noon sun gives more, St =
+    throttled; after the revert timer the inverter drops the limit by itself."""
+    sim = Simulator(SimConfig(registry_path=community.path, seed=3, speed=1.0, start_ms=NOON_MS,
+                              state_dir=tmp_path / "state", enable_meters=False,
+                              inverter_interval_s=0.2))
+    task = asyncio.create_task(sim.run())
+    await asyncio.wait_for(sim.ready.wait(), 10)
+    try:
+        plant = sim.plants["p1"]
+        free = model_ac_w(plant, "inv-ss", NOON_MS)
+        assert free > 1500  # the limit below must bite
+        result = await edge_write(community.sunspec_port, "--set", "power_limit_pct=20",
+                                  "--revert-s", "4")
+        assert result["ok"] is True and result["readback"] == 20, result
+        await asyncio.sleep(0.6)
+        m = (await read(community.sunspec_port, 40072, 50))
+        assert s16(m[12]) * 10 ** s16(m[13]) == pytest.approx(1200.0, abs=1.0)
+        assert m[36] == 5  # St = throttled
+        # a register outside model 123's RW points is refused, as on a real device
+        client = AsyncModbusTcpClient("127.0.0.1", port=community.sunspec_port, timeout=3)
+        await client.connect()
+        assert (await client.write_register(40072 + 12, 1, device_id=1)).isError()
+        client.close()
+        await asyncio.sleep(4.5)  # the revert timer (4 s) elapses: the inverter's safe default
+        m = (await read(community.sunspec_port, 40072, 50))
+        controls = await read(community.sunspec_port, 40124, 24)
+        assert controls[7] == 0  # WMaxLim_Ena dropped
+        w = s16(m[12]) * 10 ** s16(m[13])
+        assert w > 1300 and m[36] == 4, (w, m[36])
+    finally:
+        sim.request_stop()
+        await task
