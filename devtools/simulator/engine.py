@@ -24,6 +24,7 @@ from devtools.simulator import load, pv
 from devtools.simulator.faults import Fault, FaultBook
 from devtools.simulator.inverters import InverterSample, InverterServer, SimInverter
 from devtools.simulator.meters import MqttPublisher, SimMeter
+from devtools.simulator.relays import SimRelay, is_relay
 from devtools.simulator.state import load_state, save_state
 from ioe.registry import Community, Registry, load_registry
 
@@ -109,6 +110,8 @@ class Simulator:
         self.resets_done: set[int] = set()
         saved = load_state(config.state_dir)
         self.meters: list[SimMeter] = []
+        #: controllable relays with a load (devtools.simulator.relays): they publish like meters
+        self.relays: list[SimRelay] = []
         self.inverters: list[SimInverter] = []
         self.servers: dict[str, InverterServer] = {}
         self.samples: dict[str, deque[InverterSample]] = {}
@@ -129,7 +132,10 @@ class Simulator:
             for device in community.devices:
                 protocol = device.protocol
                 kind = protocol.get("type")
-                if kind == "mqtt" and config.enable_meters:
+                if kind == "mqtt" and config.enable_meters and is_relay(device):
+                    self.relays.append(SimRelay.from_device(device, saved.get(device.id)))
+                    known.add(device.id)
+                elif kind == "mqtt" and config.enable_meters:
                     meter = SimMeter.from_device(device, config.seed, community.timezone,
                                                  saved.get(device.id))
                     if meter.decoder == "emonhub" and config.emonhub_format == "json":
@@ -162,11 +168,16 @@ class Simulator:
             for i, inv in enumerate(sorted(self.inverters, key=lambda v: v.port)):
                 inv.port = config.modbus_base_port + i
         # stagger the meters over their first interval so they do not all publish at once
-        for i, meter in enumerate(self.meters):
-            interval_ms = int(meter.device.expected_interval_s * 1000)
-            offset = int(interval_ms * i / max(len(self.meters), 1))
-            self._next_publish[meter.device_id] = self.clock.start_ms + offset
+        for i, sim_device in enumerate(self.publishers):
+            interval_ms = int(sim_device.device.expected_interval_s * 1000)
+            offset = int(interval_ms * i / max(len(self.publishers), 1))
+            self._next_publish[sim_device.device_id] = self.clock.start_ms + offset
         self._saved_at = time.monotonic()
+
+    @property
+    def publishers(self) -> list[SimMeter | SimRelay]:
+        """Every simulated device that publishes on MQTT."""
+        return [*self.meters, *self.relays]
 
     # -- lifecycle ---------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -174,7 +185,7 @@ class Simulator:
 
     def state(self) -> dict[str, dict[str, Any]]:
         devices: dict[str, dict[str, Any]] = dict(load_state(self.config.state_dir))
-        devices.update({m.device_id: m.state() for m in self.meters})
+        devices.update({m.device_id: m.state() for m in self.publishers})
         devices.update({i.device_id: i.state() for i in self.inverters})
         return devices
 
@@ -187,6 +198,9 @@ class Simulator:
                  f"(seed {self.config.seed})",
                  f"{len(self.meters)} MQTT meters → {self.config.mqtt_host}:"
                  f"{self.config.mqtt_port}"]
+        for relay in self.relays:
+            lines.append(f"relay {relay.device_id}: {relay.load_w:.0f} W load, takes "
+                         f"{relay.command_topic}")
         for inv in self.inverters:
             lines.append(f"inverter {inv.device_id}: {inv.map_name} Modbus TCP on "
                          f"{self.config.modbus_host}:{inv.port} unit {inv.unit}")
@@ -208,10 +222,12 @@ class Simulator:
         """Run until the duration has passed or :meth:`request_stop`; saves the counters."""
         self.clock.restart()
         self._write_fault_log()
-        if self.meters:
+        if self.publishers:
             self.publisher = MqttPublisher(self.config.mqtt_host, self.config.mqtt_port)
             self.publisher.connect()
-            self.publisher.publish([a for m in self.meters
+            for relay in self.relays:
+                self.publisher.subscribe(relay.command_topic, relay.on_command)
+            self.publisher.publish([a for m in self.publishers
                                     if (a := m.availability(True)) is not None
                                     and not self.faults.active(m.device_id, "offline", 0.0)])
         tasks: list[asyncio.Task[None]] = []
@@ -224,7 +240,7 @@ class Simulator:
                 self.samples[inv.device_id] = deque([sample], maxlen=8)
                 if not self.faults.active(inv.device_id, "offline", 0.0):
                     await server.start()
-            if self.meters:
+            if self.publishers:
                 tasks.append(asyncio.create_task(self._meter_loop()))
             if self.inverters:
                 tasks.append(asyncio.create_task(self._inverter_loop()))
@@ -242,7 +258,7 @@ class Simulator:
                 await server.stop()
             if self.publisher is not None:
                 self.publisher.publish([(t, off, self.config.retain_availability)
-                                        for m in self.meters
+                                        for m in self.publishers
                                         if (a := m.availability(False)) is not None
                                         for t, off, _ in [a]])
                 self.publisher.close()
@@ -259,7 +275,7 @@ class Simulator:
         """Step every meter whose publication is due; the messages to publish."""
         messages: list[tuple[str, bytes, bool]] = []
         elapsed = self.clock.elapsed_min(now_ms)
-        for meter in self.meters:
+        for meter in self.publishers:
             due = self._next_publish[meter.device_id]
             if now_ms < due:
                 continue
@@ -275,7 +291,7 @@ class Simulator:
 
     async def _meter_loop(self) -> None:
         assert self.publisher is not None
-        intervals = [m.device.expected_interval_s for m in self.meters]
+        intervals = [m.device.expected_interval_s for m in self.publishers]
         # fine enough that the staggered meters publish spread out, not in bursts
         tick_s = max(min(intervals) / self.config.speed, self.config.min_interval_s) / 2.0
         tick_s = min(max(tick_s, 0.05), 0.5)

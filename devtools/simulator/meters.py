@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -196,10 +197,26 @@ class MqttPublisher:
                                   client_id=client_id or f"ioe-simulator-{uuid.uuid4().hex[:8]}")
         self.published = 0
         self._last: mqtt.MQTTMessageInfo | None = None
+        self._subscriptions: dict[str, Callable[..., None]] = {}
 
     def connect(self) -> None:
+        self.client.on_connect = self._subscribe_all  # again after a reconnect
         self.client.connect(self.host, self.port, keepalive=30)
         self.client.loop_start()
+
+    def subscribe(self, topic: str, answer: Callable[[bytes], list[Message]]) -> None:
+        """Take the commands a simulated device listens to: ``answer(payload)`` gives what
+        the device publishes in reply (called on paho's network thread)."""
+        def on_message(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+            self.publish(answer(bytes(message.payload)))
+
+        self._subscriptions[topic] = on_message
+        self.client.message_callback_add(topic, on_message)
+        self.client.subscribe(topic, qos=1)
+
+    def _subscribe_all(self, client: mqtt.Client, *args: Any) -> None:
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
 
     def publish(self, messages: list[Message]) -> None:
         for topic, payload, retain in messages:
