@@ -19,6 +19,7 @@ import logging
 import re
 import signal
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -56,6 +57,17 @@ def parse_start(text: str, timezone: str) -> int:
     return int(when.timestamp() * 1000)
 
 
+def sun_shift_ms(hh_mm: str, timezone: str, now_ms: int | None = None) -> int:
+    """How far to move the sun so that it stands where it does at ``HH:MM`` local time today."""
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", hh_mm.strip())
+    if not match:
+        raise ValueError(f"--sun-at {hh_mm!r}: expected HH:MM, e.g. 12:30")
+    now = datetime.fromtimestamp((now_ms if now_ms is not None else time.time() * 1000) / 1000,
+                                 ZoneInfo(timezone))
+    target = now.replace(hour=int(match[1]), minute=int(match[2]), second=0, microsecond=0)
+    return int((target - now).total_seconds() * 1000)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     settings = get_settings()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -70,6 +82,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", default=None,
                         help="simulated start, ISO (local time of the community unless an "
                              "offset is given); default now")
+    parser.add_argument("--sun-at", default=None, metavar="HH:MM",
+                        help="the plant produces as if it were HH:MM local time now (the sun "
+                             "only: timestamps stay true; e.g. a demo at night)")
     parser.add_argument("--duration", type=parse_duration, default=None,
                         help="stop after this much real time (90s, 24m, 2h); default never")
     parser.add_argument("--mqtt-host", default=settings.mqtt_host)
@@ -109,7 +124,8 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         state_dir=args.state_dir, faults=[parse_fault(f) for f in args.fault],
         min_interval_s=args.min_interval, communities=communities,
         enable_meters=not args.no_meters, enable_inverters=not args.no_inverters,
-        emonhub_format=args.emonhub_format)
+        emonhub_format=args.emonhub_format,
+        sun_shift_ms=sun_shift_ms(args.sun_at, timezone) if args.sun_at else 0)
 
 
 async def _main(simulator: Simulator) -> dict[str, object]:

@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,9 @@ class SimConfig:
     enable_inverters: bool = True
     #: "nodevar" (emon/<node>/<key>, no timestamp) or "json" (emon/<node> with "time")
     emonhub_format: str = "nodevar"
+    #: the PV model sees the sun this much later than the clock (``--sun-at``): a demo at
+    #: night shows a plant producing while every timestamp stays true
+    sun_shift_ms: int = 0
 
 
 def plant_models(community: Community, seed: int) -> dict[str, pv.PlantModel]:
@@ -84,6 +88,10 @@ def plant_models(community: Community, seed: int) -> dict[str, pv.PlantModel]:
                                 longitude=p.longitude, tilt_deg=p.tilt_deg,
                                 azimuth_deg=p.azimuth_deg, seed=seed)
             for p in community.plants}
+
+
+def _shifted(power_fn: Callable[[int], float], shift_ms: int) -> Callable[[int], float]:
+    return power_fn if not shift_ms else lambda ts_ms: power_fn(ts_ms + shift_ms)
 
 
 def inverter_shares(community: Community) -> dict[str, float]:
@@ -152,7 +160,8 @@ class Simulator:
                         unit=int(protocol.get("unit", 1)), port=int(protocol.get("port", 502)),
                         rated_w=float(device.rated_power_w or plant.peak_power_kw * 1000),
                         share=shares[device.id],
-                        power_fn=functools.partial(pv.plant_power_w, plant),
+                        power_fn=_shifted(functools.partial(pv.plant_power_w, plant),
+                                          config.sun_shift_ms),
                         timezone=community.timezone,
                         energy_wh=float(prev.get("energy_wh", round(initial, 1))),
                         daily_wh=float(prev.get("daily_wh", 0.0)), day=str(prev.get("day", "")),
