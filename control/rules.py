@@ -89,6 +89,8 @@ class Param:
     name: str
     kind: type | tuple[type, ...]
     default: Any = ...  # ... = required
+    #: may be below zero (every other number is a size, a time or a limit: never negative)
+    signed: bool = False
 
 
 NUM = (int, float)
@@ -102,7 +104,7 @@ KINDS: dict[str, tuple[str, str, tuple[Param, ...]]] = {
         Param("rated_kw", NUM, 0.0), Param("revert_s", int, 300),
         Param("renew_s", NUM, 0.0))),
     "surplus_load": ("device", "relay", (
-        Param("member", str), Param("on_above_w", NUM), Param("off_below_w", NUM),
+        Param("member", str), Param("on_above_w", NUM), Param("off_below_w", NUM, signed=True),
         Param("for_s", NUM, 60.0), Param("off_for_s", NUM, 0.0),
         Param("min_on_s", NUM, 300.0), Param("min_off_s", NUM, 60.0))),
     "ev_surplus": ("charger", "ev_current_a", (
@@ -232,7 +234,8 @@ def _parse_rule(raw: _Lines, fail: Any, registry: Any, community: str) -> Rule:
         if not ok:
             raise fail(raw, f"rule {rid}: {param.name!r} must be "
                             f"{_kind_name(param.kind)}, got {value!r}", param.name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        if (isinstance(value, int | float) and not isinstance(value, bool) and value < 0
+                and not param.signed):
             raise fail(raw, f"rule {rid}: {param.name!r} must not be negative", param.name)
         values[param.name] = value
     common = {p.name: values.pop(p.name) for p in COMMON}

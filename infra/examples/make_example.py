@@ -52,6 +52,20 @@ def device_for(index: int, member: str, decoder: str) -> list[str]:
     ]
 
 
+#: m03's water heater behind a Shelly 1PM: the load the example rules switch on the member's
+#: surplus (infra/examples/rules.yaml, ``ioe demo``); a circuit apart from the household meter
+HEATER = [
+    "      # m03's water heater behind a Shelly 1PM, switched by infra/examples/rules.yaml",
+    "      - id: shelly1pm-termo-m03:0",
+    "        role: consumption",
+    "        member: m03",
+    "        rated_power_w: 1500",
+    "        protocol: {type: mqtt, decoder: shelly-gen1, topic_id: shelly1pm-termo-m03, "
+    "controllable: true}",
+    "        expected_interval_s: 10",
+]
+
+
 def main() -> None:
     plant_cups = make_cups("0021", "1F")
     cau = plant_cups + "A001"
@@ -110,6 +124,7 @@ def main() -> None:
               "        expected_interval_s: 10"]
     for i, (mid, _, _, _, decoder) in enumerate(members, start=1):
         lines += device_for(i, mid, decoder)
+    lines += HEATER
     lines += ["    coefficients:", "      - effective_from: 2026-01-01", f"        file: {coeff_name}"]
     (HERE / "community.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 

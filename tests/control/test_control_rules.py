@@ -52,6 +52,7 @@ def test_the_readme_example_file_validates(tmp_path):
     (("    min_on_s: 300", "    min_on_secs: 300"), 19, "unknown key 'min_on_secs'"),
     (("    on_above_w: 1500\n", ""), 12, "missing required key 'on_above_w'"),
     (("off_below_w: 200", "off_below_w: 2000"), 18, "off_below_w must be below on_above_w"),
+    (("on_above_w: 1500", "on_above_w: -1500"), 16, "'on_above_w' must not be negative"),
     (("member: m1", "member: m9"), 14, "unknown member 'm9'"),
     (("inverter: inv-1", "inverter: meter-m2"), 5, "cannot be controlled"),
     (("inverter: inv-1", "inverter: inv-9"), 5, "is not in community"),
@@ -178,6 +179,22 @@ def test_surplus_load_waits_for_s_keeps_min_on_and_has_hysteresis():
     assert [(t, c.value) for t, c in sent] == [(100, "on"), (430, "off"), (500, "on")]
     assert sent[0][1].key == "relay" and "for 60 s" in sent[0][1].reason
     assert memory["boiler-m1"].value == "on"
+
+
+def test_a_negative_off_threshold_keeps_a_load_bigger_than_the_surplus_on():
+    """The example's water heater (1.5 kW) on a member whose surplus is ~600 W: ``off_below_w:
+    -1100`` keeps it on while, with the heater counted, the member imports under 1.1 kW."""
+    head, boiler = RULES.split("  - id: boiler-m1")
+    text = (head.split("  - id: export-limit")[0] + "  - id: boiler-m1" + boiler
+            ).replace("off_below_w: 200", "off_below_w: -1100").replace(
+            "on_above_w: 1500", "on_above_w: 400")
+    s = lambda w, t: (t, member(w, T0 + t * S))  # noqa: E731
+    sent, _ = run(rules(text), [
+        s(600, 0), s(600, 60),  # 600 W ≥ 400 W for 60 s: ON
+        s(600 - 1500, 400),     # the heater on: −900 W ≥ −1100 W, stays on
+        s(200 - 1500, 500),     # −1300 W < −1100 W after 440 s on: OFF
+    ])
+    assert [(t, c.value) for t, c in sent] == [(60, "on"), (500, "off")]
 
 
 def test_dry_run_commands_are_marked():
