@@ -45,6 +45,17 @@ class LiveState:
             return None
         return community.surplus_w
 
+    def generator_power_w(self, device_id: str, now_ms: int, max_age_s: float) -> float | None:
+        """One inverter's live output, W (None: unknown, stale or too old)."""
+        community = self.community
+        if community is None:
+            return None
+        generator = community.generators.get(device_id)
+        if (generator is None or generator.stale or generator.power_w is None
+                or generator.ts_ms is None or now_ms - generator.ts_ms > max_age_s * 1000):
+            return None
+        return generator.power_w
+
     def plant_power_w(self, plant_id: str, now_ms: int, max_age_s: float) -> float | None:
         community = self.community
         if community is None:

@@ -427,7 +427,14 @@ def _export_limit(rule: Rule, live: LiveState, state: RuleMemory, now_ms: int) -
         if _recent(rule, state, now_ms):
             return Hold("export over the limit, waiting min_interval_s", state)
         rated = rule.p("rated_kw") * 1000
-        if rated > 0:  # straight to the limit that removes the overshoot
+        output = live.generator_power_w(rule.device, now_ms, rule.max_age_s)
+        if rated > 0 and output is not None:
+            # straight to the limit that removes the overshoot from what the inverter gives
+            # now (a limit above its output changes nothing: a sunless 15 kW inverter making
+            # 7 kW is not curtailed by 90 %)
+            fits = math.floor(max(output - (export - max_w), 0.0) / rated * 100)
+            step = max(step, current - fits)
+        elif rated > 0:  # output unknown: as if it were at its rating
             step = max(step, math.ceil((export - max_w) / rated * 100))
         target = max(float(rule.p("min_pct")), current - step)
         return Send(_pct(target), (f"export {export / 1000:.1f} kW > {max_w / 1000:g} kW: "

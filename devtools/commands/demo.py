@@ -5,8 +5,16 @@ simulator, the MQTT bridge, the Modbus edge, one stream worker and the web serve
 and an operator token, prints the URLs of the three views, and on Ctrl-C (or SIGTERM) stops
 everything it started, and nothing else.
 
+Active control is part of it: the worker evaluates the rule file (``--rules``, default
+``infra/examples/rules.yaml``: an export limit on the SunSpec inverter and a member's water heater
+on her surplus), the Modbus edge writes the inverter's limit and the MQTT bridge switches the
+heater's relay, and the control centre's command log shows who acted and why. Rules need sun:
+at night (local time outside 10:00–16:00) the simulated plant and households behave as at
+12:30 (``--as-if``; ``--as-if now`` keeps the real time of day), every timestamp staying true.
+
 ``ioe demo --check`` runs the same for a bounded time and exits 0 only if live values reached
-``ioe.live`` (what CI or a final acceptance run calls).
+``ioe.live`` and every rule of the rule file had a command acknowledged by its device (what CI
+or a final acceptance run calls).
 """
 
 from __future__ import annotations
@@ -19,8 +27,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import yaml
@@ -28,9 +38,9 @@ import yaml
 from connectors.modbus_edge.agent import EDGE_KEYS
 from connectors.modbus_edge.device import DEVICE_KEYS
 from dashboards.app import PAGES
-from ioe.messages import LiveCommunity, LiveMember, MessageError, decode_live
-from ioe.registry import load_registry
-from ioe.settings import Settings, get_settings
+from ioe.messages import CommandResult, LiveCommunity, LiveMember, MessageError, decode_live
+from ioe.registry import Registry, load_registry
+from ioe.settings import ROOT, Settings, get_settings
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,7 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         pass
 
 
-def modbus_edge_config(registry_path: Path, out: Path) -> Path:
+def modbus_edge_config(registry_path: Path, out: Path, control: bool = True) -> Path:
     """An edge configuration listing every Modbus device of the registry.
 
     The edge's own format is owned by the Modbus edge (``DEVICE_KEYS``, ``EDGE_KEYS``); this
@@ -121,8 +131,11 @@ def modbus_edge_config(registry_path: Path, out: Path) -> Path:
                             "queue_path": str(out.parent / "modbus-edge.sqlite")}
     edge = {k: v for k, v in edge.items() if k in EDGE_KEYS}
     out.parent.mkdir(parents=True, exist_ok=True)
+    document: dict[str, Any] = {"edge": edge, "devices": devices}
+    if control:  # the edge also executes the commands for its devices (the inverter limits)
+        document["control"] = {"enabled": True, "group_id": "modbus-edge-demo"}
     out.write_text("# written by `ioe demo` from " + str(registry_path) + "\n"
-                   + yaml.safe_dump({"edge": edge, "devices": devices}, sort_keys=False))
+                   + yaml.safe_dump(document, sort_keys=False))
     return out
 
 
@@ -162,8 +175,48 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true",
                         help="run for a bounded time, verify live values reach ioe.live, "
                              "stop everything, exit 0 (seen) or 1 (not seen)")
-    parser.add_argument("--check-timeout", type=float, default=90.0,
-                        help="seconds --check waits for live values (default 90)")
+    parser.add_argument("--check-timeout", type=float, default=240.0,
+                        help="seconds --check waits for live values and the rules' commands "
+                             "(default 240)")
+    parser.add_argument("--rules", type=Path, action="append", default=None, metavar="FILE",
+                        help="rule files the worker evaluates (default "
+                             "infra/examples/rules.yaml; --no-rules for none)")
+    parser.add_argument("--no-rules", action="store_true", help="monitoring only: no rules")
+    parser.add_argument("--as-if", default="auto", metavar="HH:MM|DATE_TIME|now|auto",
+                        help="the simulated plant and households behave as at HH:MM local "
+                             "time, or at a date/time (e.g. 2026-06-21T12:30: a fixed sky); "
+                             "default auto: 12:30 at night, the real time by day")
+
+
+#: the example community's rules: used when the registry has their community
+EXAMPLE_RULES = ROOT / "infra" / "examples" / "rules.yaml"
+#: outside these local hours the simulated community lives as at AS_IF (``--as-if auto``)
+DAYLIGHT_HOURS = range(10, 16)
+AS_IF = "12:30"
+
+
+def rule_files(args: argparse.Namespace, registry: Registry) -> list[Path]:
+    """The rule files the demo's worker evaluates (each validated against the registry)."""
+    from control.rules import load_rules
+
+    if args.no_rules:
+        return []
+    files = [Path(f) for f in args.rules] if args.rules else [EXAMPLE_RULES]
+    if not args.rules and load_rules(EXAMPLE_RULES).community_id not in registry.communities:
+        return []  # another registry and no rules of its own: monitoring only
+    for path in files:
+        load_rules(path, registry)  # RuleError (file:line) before anything starts
+    return files
+
+
+def as_if(choice: str, timezone: str, now: datetime | None = None) -> str | None:
+    """``--as-if`` for the simulator: None for the real time of day."""
+    if choice == "now":
+        return None
+    if choice != "auto":
+        return choice
+    local = (now or datetime.now(UTC)).astimezone(ZoneInfo(timezone))
+    return None if local.hour in DAYLIGHT_HOURS else AS_IF
 
 
 def _ports_busy(registry_path: Path) -> list[int]:
@@ -175,15 +228,13 @@ def _ports_busy(registry_path: Path) -> list[int]:
             and port_open(str(d.protocol.get("host", "127.0.0.1")), int(d.protocol["port"]))]
 
 
-def _live_consumer(settings: Settings):  # noqa: ANN202 - kafka-python consumer
-    """A consumer on ``ioe.live`` positioned at its end (only what this demo produces counts)."""
+def _end_consumer(settings: Settings, name: str):  # noqa: ANN202 - kafka-python consumer
+    """A consumer on a topic positioned at its end (only what this demo produces counts)."""
     from kafka import KafkaConsumer, TopicPartition
-
-    from ioe.topics import LIVE
 
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
                              group_id=None, consumer_timeout_ms=1000)
-    topic = settings.topic(LIVE)
+    topic = settings.topic(name)
     partitions = consumer.partitions_for_topic(topic) or {0}
     assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(assigned)
@@ -207,9 +258,11 @@ def live_value_seen(message: bytes | None) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from control.rules import load_rules
     from devtools import stack
     from ioe.commands.registry import publish
     from ioe.commands.schema import apply_schema
+    from ioe.topics import COMMAND_RESULTS, LIVE
 
     settings = get_settings()
     work_dir = settings.local_dir / "demo"
@@ -227,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         stop_requested["flag"] = True
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    consumer = None
+    consumer = results = None
     try:
         print("== stack", flush=True)
         stack.up(settings)
@@ -235,13 +288,18 @@ def run(args: argparse.Namespace) -> int:
         apply_schema()
         published = publish(args.registry, settings)
         print(f"registry    published        {', '.join(published)}", flush=True)
+        registry = load_registry(args.registry)
+        rules = rule_files(args, registry)
+        timezone = next(iter(registry.communities.values())).timezone
+        sun = as_if(args.as_if, timezone)
         busy = _ports_busy(args.registry)
         if busy:
             print(f"ioe demo: Modbus port(s) {', '.join(map(str, busy))} already in use "
                   "(another simulator running?)", file=sys.stderr)
             return 2
         if args.check:
-            consumer = _live_consumer(settings)
+            consumer = _end_consumer(settings, LIVE)
+            results = _end_consumer(settings, COMMAND_RESULTS)
         print("== processes", flush=True)
         config = modbus_edge_config(args.registry, work_dir / "modbus-edge.yaml")
         edge_args = ("modbus-edge", "run", "--config", str(config),
@@ -250,11 +308,19 @@ def run(args: argparse.Namespace) -> int:
                     "--seed", str(args.seed)]
         for fault in args.fault:
             sim_args += ["--fault", fault]
+        if sun:
+            sim_args += ["--as-if", sun]
+            print(f"daytime     the simulated community lives as at {sun} ({timezone}; "
+                  "--as-if now keeps the real time of day)", flush=True)
+        worker_args = ["worker"]
+        for path in rules:
+            worker_args += ["--rules", str(path)]
+        print(f"rules       {', '.join(map(str, rules)) or 'none (monitoring only)'}", flush=True)
         parts = [
             Part("simulator", tuple(sim_args)),
-            Part("mqtt-bridge", ("mqtt-bridge", "run")),
+            Part("mqtt-bridge", ("mqtt-bridge", "run", "--control")),
             Part("modbus-edge", edge_args),
-            Part("worker", ("worker",)),
+            Part("worker", tuple(worker_args)),
             Part("web", ("web",)),
         ]
         for part in parts:
@@ -263,7 +329,9 @@ def run(args: argparse.Namespace) -> int:
             demo.start(part)
         _print_access(demo, args.registry)
         if args.check:
-            return _check(demo, consumer, args.check_timeout, stop_requested)
+            expected = {r.id for path in rules for r in load_rules(path).rules}
+            return _check(demo, consumer, results, expected, args.check_timeout,
+                          stop_requested)
         print("\nCtrl-C stops everything started here.", flush=True)
         reported: set[int] = set()
         while not stop_requested["flag"]:
@@ -281,8 +349,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         print("\n== stopping", flush=True)
         demo.stop_all()
-        if consumer is not None:
-            consumer.close()
+        for opened in (consumer, results):
+            if opened is not None:
+                opened.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -310,20 +379,75 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def _check(demo: Demo, consumer: Any, timeout_s: float, stop: dict[str, bool]) -> int:
-    needed = {"simulator", "mqtt-bridge", "worker"}
-    print(f"\n== check: waiting up to {timeout_s:g}s for live values on ioe.live", flush=True)
-    deadline = time.monotonic() + timeout_s
+def acknowledged_rule(message: bytes | None) -> tuple[str, CommandResult] | None:
+    """(rule id, result) of a rule's command its device acknowledged; None for anything else.
+
+    A rule's command ids are ``<rule id>:<ms>`` (``control.rules.evaluate``)."""
+    if not message:
+        return None
+    try:
+        result = CommandResult.decode(message)
+    except (MessageError, orjson.JSONDecodeError):
+        return None
+    if result.status != "acknowledged" or ":" not in result.command_id:
+        return None
+    return result.command_id.rsplit(":", 1)[0], result
+
+
+def _shown_in_command_log(settings: Settings, acted: dict[str, CommandResult],
+                          deadline: float) -> bool:
+    """Wait until the command log the control centre reads (ClickHouse, stored by the worker's
+    sink) shows every acknowledged command: what an operator sees is the proof."""
+    from dashboards.command_log import recent
+
+    wanted = {r.command_id for r in acted.values()}
+    communities = {r.community_id for r in acted.values()}
+    while time.monotonic() < deadline + 60:
+        shown = {e.command_id for cid in communities for e in recent(settings, cid, 200)
+                 if e.state == "acknowledged"}
+        if wanted <= shown:
+            print(f"CHECK control centre: the command log shows {len(wanted)} acknowledged "
+                  "rule command(s), with who asked and why", flush=True)
+            return True
+        time.sleep(1)
+    return False
+
+
+def _check(demo: Demo, consumer: Any, results: Any, rules: set[str], timeout_s: float,
+           stop: dict[str, bool]) -> int:
+    """Live values on ``ioe.live``, then an acknowledged command of every rule."""
+    needed = {"simulator", "mqtt-bridge", "worker", "modbus-edge"}
+    print(f"\n== check: waiting up to {timeout_s:g}s for live values on ioe.live"
+          + (f" and a command of each rule ({', '.join(sorted(rules))}) acknowledged by its "
+             "device" if rules else ""), flush=True)
+    started = time.monotonic()
+    deadline = started + timeout_s
     seen = 0
+    acted: dict[str, CommandResult] = {}
     reported: set[str] = set()
     while time.monotonic() < deadline and not stop["flag"]:
-        batch = consumer.poll(timeout_ms=1000)
-        for records in batch.values():
-            seen += sum(1 for r in records if live_value_seen(r.value))
-        if seen:
-            print(f"CHECK OK: {seen} live update(s) with values after "
-                  f"{timeout_s - (deadline - time.monotonic()):.0f}s", flush=True)
-            return 0
+        if not seen:
+            for records in consumer.poll(timeout_ms=500).values():
+                seen += sum(1 for r in records if live_value_seen(r.value))
+            if seen:
+                print(f"CHECK live: {seen} live update(s) with values after "
+                      f"{time.monotonic() - started:.0f}s", flush=True)
+        for records in results.poll(timeout_ms=500).values():
+            for record in records:
+                found = acknowledged_rule(record.value)
+                if found and found[0] in rules and found[0] not in acted:
+                    rule, result = found
+                    acted[rule] = result
+                    print(f"CHECK rule {rule}: {result.device_id} {result.key}="
+                          f"{result.requested!r} acknowledged, read back {result.readback!r} "
+                          f"after {time.monotonic() - started:.0f}s", flush=True)
+        if seen and set(acted) >= rules:
+            if not rules or _shown_in_command_log(demo.settings, acted, deadline):
+                print("CHECK OK", flush=True)
+                return 0
+            print("CHECK FAILED: the control centre's command log does not show the rules' "
+                  "acknowledged commands", flush=True)
+            return 1
         for child in demo.dead():
             if child.part.name in reported:
                 continue
@@ -333,6 +457,7 @@ def _check(demo: Demo, consumer: Any, timeout_s: float, stop: dict[str, bool]) -
             if child.part.name in needed:
                 print("CHECK FAILED: a part the live path needs has stopped", flush=True)
                 return 1
-    print(f"CHECK FAILED: no live values on ioe.live within {timeout_s:g}s; logs in "
-          f"{demo.work_dir}", flush=True)
+    missing = ("no live values on ioe.live" if not seen else
+               f"no acknowledged command of {', '.join(sorted(rules - set(acted)))}")
+    print(f"CHECK FAILED: {missing} within {timeout_s:g}s; logs in {demo.work_dir}", flush=True)
     return 1

@@ -57,15 +57,27 @@ def parse_start(text: str, timezone: str) -> int:
     return int(when.timestamp() * 1000)
 
 
-def sun_shift_ms(hh_mm: str, timezone: str, now_ms: int | None = None) -> int:
-    """How far to move the sun so that it stands where it does at ``HH:MM`` local time today."""
-    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", hh_mm.strip())
-    if not match:
-        raise ValueError(f"--sun-at {hh_mm!r}: expected HH:MM, e.g. 12:30")
+def day_shift_ms(when: str, timezone: str, now_ms: int | None = None) -> int:
+    """How far to move the sun and the load profiles so that they are where they are at
+    ``HH:MM`` local time today, or at an ISO date/time (local unless it has an offset: a
+    fixed day, so the same sky every run)."""
     now = datetime.fromtimestamp((now_ms if now_ms is not None else time.time() * 1000) / 1000,
                                  ZoneInfo(timezone))
-    target = now.replace(hour=int(match[1]), minute=int(match[2]), second=0, microsecond=0)
-    return int((target - now).total_seconds() * 1000)
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", when.strip())
+    if match:
+        target = now.replace(hour=int(match[1]), minute=int(match[2]), second=0, microsecond=0)
+    elif re.fullmatch(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d.*", when.strip()):
+        try:
+            target = datetime.fromisoformat(when.strip())
+        except ValueError:
+            raise ValueError(f"--as-if {when!r}: not a date/time") from None
+        if target.tzinfo is None:
+            target = target.replace(tzinfo=ZoneInfo(timezone))
+    else:
+        raise ValueError(f"--as-if {when!r}: expected HH:MM (e.g. 12:30) or an ISO date/time "
+                         "(e.g. 2026-06-21T12:30)")
+    # epoch arithmetic: two datetimes of one zone subtract as wall clocks (DST would be lost)
+    return int(round((target.timestamp() - now.timestamp()) * 1000))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -82,9 +94,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", default=None,
                         help="simulated start, ISO (local time of the community unless an "
                              "offset is given); default now")
-    parser.add_argument("--sun-at", default=None, metavar="HH:MM",
-                        help="the plant produces as if it were HH:MM local time now (the sun "
-                             "only: timestamps stay true; e.g. a demo at night)")
+    parser.add_argument("--as-if", default=None, metavar="HH:MM|DATE_TIME",
+                        help="the plant and the households behave as at HH:MM local time "
+                             "now (timestamps stay true; e.g. a demo at night)")
     parser.add_argument("--duration", type=parse_duration, default=None,
                         help="stop after this much real time (90s, 24m, 2h); default never")
     parser.add_argument("--mqtt-host", default=settings.mqtt_host)
@@ -125,7 +137,7 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         min_interval_s=args.min_interval, communities=communities,
         enable_meters=not args.no_meters, enable_inverters=not args.no_inverters,
         emonhub_format=args.emonhub_format,
-        sun_shift_ms=sun_shift_ms(args.sun_at, timezone) if args.sun_at else 0)
+        day_shift_ms=day_shift_ms(args.as_if, timezone) if args.as_if else 0)
 
 
 async def _main(simulator: Simulator) -> dict[str, object]:

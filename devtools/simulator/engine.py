@@ -78,9 +78,9 @@ class SimConfig:
     enable_inverters: bool = True
     #: "nodevar" (emon/<node>/<key>, no timestamp) or "json" (emon/<node> with "time")
     emonhub_format: str = "nodevar"
-    #: the PV model sees the sun this much later than the clock (``--sun-at``): a demo at
-    #: night shows a plant producing while every timestamp stays true
-    sun_shift_ms: int = 0
+    #: the PV model and the households' load profiles run this much later than the clock
+    #: (``--as-if HH:MM``): a demo at night shows a community at midday, every timestamp true
+    day_shift_ms: int = 0
 
 
 def plant_models(community: Community, seed: int) -> dict[str, pv.PlantModel]:
@@ -148,6 +148,7 @@ class Simulator:
                                                  saved.get(device.id))
                     if meter.decoder == "emonhub" and config.emonhub_format == "json":
                         meter.variant = "json"
+                    meter.profile_shift_ms = config.day_shift_ms
                     self.meters.append(meter)
                     known.add(device.id)
                 elif kind == "modbus" and device.id in shares and config.enable_inverters:
@@ -161,7 +162,7 @@ class Simulator:
                         rated_w=float(device.rated_power_w or plant.peak_power_kw * 1000),
                         share=shares[device.id],
                         power_fn=_shifted(functools.partial(pv.plant_power_w, plant),
-                                          config.sun_shift_ms),
+                                          config.day_shift_ms),
                         timezone=community.timezone,
                         energy_wh=float(prev.get("energy_wh", round(initial, 1))),
                         daily_wh=float(prev.get("daily_wh", 0.0)), day=str(prev.get("day", "")),

@@ -76,6 +76,8 @@ class SimMeter:
     last: Measurement | None = None
     #: payload variant ("" = the decoder's standard format), see formats.VARIANTS
     variant: str = ""
+    #: the load profile runs this much later than the clock (``ioe simulate --as-if``)
+    profile_shift_ms: int = 0
 
     @classmethod
     def from_device(cls, device: Device, seed: int, timezone: str,
@@ -114,7 +116,8 @@ class SimMeter:
         if self.last_ms is None or now_ms < self.last_ms:
             self.last_ms = now_ms
         elif now_ms > self.last_ms:
-            self.energy_wh += load.energy_wh(self.household, self.last_ms, now_ms,
+            self.energy_wh += load.energy_wh(self.household, self.last_ms + self.profile_shift_ms,
+                                             now_ms + self.profile_shift_ms,
                                              COUNTER_STEP_S, self.timezone)
             self.last_ms = now_ms
         today = datetime.fromtimestamp(now_ms / 1000.0, ZoneInfo(self.timezone)).date()
@@ -132,7 +135,8 @@ class SimMeter:
     def measure(self, now_ms: int) -> Measurement:
         if self.session_start_wh is None:
             self.session_start_wh = self.energy_wh
-        power = load.household_power_w(self.household, now_ms, self.timezone)
+        power = load.household_power_w(self.household, now_ms + self.profile_shift_ms,
+                                       self.timezone)
         return Measurement(
             ts_ms=now_ms, power_w=power, energy_wh=self.energy_wh,
             energy_returned_wh=self.energy_returned_wh,

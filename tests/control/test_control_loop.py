@@ -189,7 +189,7 @@ def test_the_worker_runs_the_rules_on_its_own_live_state(stack_settings, tmp_pat
 
     By hand: the edge reads 9,000 W from the inverter, each member's meter 500 W, so the
     community exports 9,000 − 1,000 = 8,000 W, 3,000 W over the 5 kW allowed; the 10 kW inverter
-    gets 100 − ⌈3,000 / 10,000 · 100⌉ = 70 % → 7,000 W. m1's share is half the generation
+    making 9,000 W gets ⌊(9,000 − 3,000) / 10,000 · 100⌋ = 60 % → 6,000 W. m1's share is half the generation
     (β = 0.5), so its surplus is 4,500 − 500 = 4,000 W ≥ 1,500 W: after ``for_s`` the boiler
     goes on."""
     settings = stack_settings
@@ -236,7 +236,7 @@ def test_the_worker_runs_the_rules_on_its_own_live_state(stack_settings, tmp_pat
             for process in processes:
                 assert process.poll() is None, log.read_text()[-3000:]
             time.sleep(0.5)
-        assert inverter.limit_pct == 70, log.read_text()[-3000:]
+        assert inverter.limit_pct == 60, log.read_text()[-3000:]
         assert relays.state[f"{COMMUNITY}-boiler"] is True, log.read_text()[-3000:]
         rows: list[dict] = []
         deadline = time.monotonic() + 30
@@ -251,12 +251,12 @@ def test_the_worker_runs_the_rules_on_its_own_live_state(stack_settings, tmp_pat
             time.sleep(1)
         by_rule = {r["rule_id"]: r for r in rows if r["result"] == "acknowledged"}
         assert set(by_rule) == {"export-limit", "boiler-m1"}, rows
-        assert "8.0 kW > 5 kW: limit 100 -> 70 %" in by_rule["export-limit"]["reason"]
-        assert orjson.loads(by_rule["export-limit"]["readback"]) == 70
+        assert "8.0 kW > 5 kW: limit 100 -> 60 %" in by_rule["export-limit"]["reason"]
+        assert orjson.loads(by_rule["export-limit"]["readback"]) == 60
         assert by_rule["boiler-m1"]["requested_by"] == "rule:boiler-m1"
-        # 4,000 W before the limit landed, 7,000 / 2 − 500 = 3,000 W after it
+        # 4,000 W before the limit landed, 6,000 / 2 − 500 = 2,500 W after it
         surplus = re.match(r"surplus (\d+) W >= 1500 W", by_rule["boiler-m1"]["reason"])
-        assert surplus and surplus.group(1) in {"4000", "3000"}, by_rule["boiler-m1"]
+        assert surplus and surplus.group(1) in {"4000", "2500"}, by_rule["boiler-m1"]
     finally:
         producer.close(timeout=5)
         for process in processes:

@@ -150,6 +150,25 @@ def test_export_limit_renews_before_the_revert_timeout():
     assert all("renew" in c.reason for _, c in sent[1:])
 
 
+def test_export_limit_steps_from_what_the_inverter_makes_now():
+    """A 10 kW inverter making only 4,000 W (no sun), export 8 kW, 5 kW allowed: the limit
+    that takes 3,000 W away is ⌊(4,000 − 3,000) / 10,000 · 100⌋ = 10 %, not 70 % (which would
+    leave its 4 kW untouched). Its output unknown (stale), the rule falls back to its rating."""
+    from dataclasses import replace
+
+    from ioe.messages import GeneratorPower
+
+    def with_inverter(power_w: float, t: int, stale: bool = False):  # noqa: ANN202
+        live = community_live(8000, T0 + t * S)
+        return t, replace(live, generators={"inv-1": GeneratorPower(power_w, live.ts_ms, stale)})
+
+    sent, _ = run(export_only(), [with_inverter(4000, 0)])
+    assert [(t, c.value) for t, c in sent] == [(0, 10)]
+    assert "limit 100 -> 10 %" in sent[0][1].reason
+    sent, _ = run(export_only(), [with_inverter(4000, 0, stale=True)])
+    assert [(t, c.value) for t, c in sent] == [(0, 70)]
+
+
 def test_stale_or_missing_values_never_act():
     ruleset = export_only()
     sent, _ = run(ruleset, [(0, None), (100, community_live(9000, T0))])  # 100 s old
