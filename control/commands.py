@@ -113,6 +113,11 @@ class Requester:
 
 def authorize(requester: Requester, device: Device) -> None:
     """Raise :class:`Refused` unless ``requester`` may control ``device``."""
+    if "*" not in requester.communities and device.community_id not in requester.communities:
+        # a member id is only unique inside its community: m01 of one community is not m01
+        # of another, whose devices the registry also marks ``member: m01``
+        verb = "belong to" if requester.kind == "member" else "operate"
+        raise Refused(f"{requester} does not {verb} community {device.community_id}")
     if requester.kind == "member":
         if device.member_id != requester.name:
             raise Refused(f"member {requester.name} may not control {device.id}: it is not "
@@ -121,8 +126,6 @@ def authorize(requester: Requester, device: Device) -> None:
             raise Refused(f"member {requester.name} may not control {device.id}: the registry "
                           "does not mark it controllable")
         return
-    if "*" not in requester.communities and device.community_id not in requester.communities:
-        raise Refused(f"{requester} does not operate community {device.community_id}")
 
 
 def bound(key: str, value: Any, device: Device) -> float | str | None:

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ from ioe.settings import Settings
 from ioe.topics import COMMAND_RESULTS, LIVE
 
 log = logging.getLogger(__name__)
+
+#: how often the loop re-reads the manual overrides from the command log
+HOLDS_REFRESH_MS = 5000
 
 
 @dataclass
@@ -57,6 +60,8 @@ class ControlLoop:
 
     def __post_init__(self) -> None:
         self._producer: Any = make_producer(self.settings) if self.send else None
+        self._holds_cache: dict[str, tuple[int, dict[tuple[str, str], Any]]] = {}
+        self._paused: dict[str, set[str]] = {}
         self.reload()
 
     # -- rules -------------------------------------------------------------------------------
@@ -113,7 +118,9 @@ class ControlLoop:
         out: list[Issued] = []
         for rules in self.rule_sets:
             live = self.live.get(rules.community_id) or LiveState(rules.community_id)
-            evaluation = evaluate(rules, live, self.memory.get(rules.community_id, {}), now)
+            memory = self.memory.get(rules.community_id, {})
+            rules, memory = self._pause_overridden(rules, memory, now)
+            evaluation = evaluate(rules, live, memory, now)
             self.memory[rules.community_id] = evaluation.memory
             for command in evaluation.commands:
                 issued = check_command(self.registry, command)
@@ -127,6 +134,43 @@ class ControlLoop:
             self.store.add_commands(out)
         self.issued.extend(out)
         return out
+
+    def _pause_overridden(self, rules: RuleSet, memory: dict[str, RuleMemory], now: int
+                          ) -> tuple[RuleSet, dict[str, RuleMemory]]:
+        """The rules without those whose point a manual override holds (from the command
+        log, so an override from the control centre or ``ioe control send`` counts wherever
+        the rules run). A paused rule forgets what it held: when the override ends it decides
+        afresh from the live values, not from a state the operator has since changed."""
+        holds = self._holds(rules.community_id, now)
+        paused = {r.id for r in rules.rules if (r.device, r.key) in holds}
+        before = self._paused.get(rules.community_id, set())
+        for rule in rules.rules:
+            if rule.id in paused and rule.id not in before:
+                hold = holds[(rule.device, rule.key)]
+                log.info("rule %s paused: %s holds %s %s until %d (%s)", rule.id,
+                         hold.requested_by, rule.device, rule.key, hold.until_ms, hold.reason)
+            elif rule.id in before and rule.id not in paused:
+                log.info("rule %s resumed: the manual override ended", rule.id)
+        self._paused[rules.community_id] = paused
+        if not paused:
+            return rules, memory
+        kept = tuple(r for r in rules.rules if r.id not in paused)
+        fresh = {k: v for k, v in memory.items() if k not in paused}
+        return replace(rules, rules=kept), fresh
+
+    def _holds(self, community_id: str, now: int) -> dict[tuple[str, str], Any]:
+        """Manual overrides in force, re-read from the log at most every HOLDS_REFRESH_MS."""
+        if self.store is None:
+            return {}
+        cached = self._holds_cache.get(community_id)
+        if cached is None or now - cached[0] >= HOLDS_REFRESH_MS:
+            try:
+                cached = (now, self.store.manual_holds(community_id, now))
+            except Exception:  # the log unreachable: rules act as without overrides
+                log.exception("manual overrides of %s not read", community_id)
+                cached = (now, {})
+            self._holds_cache[community_id] = cached
+        return {point: hold for point, hold in cached[1].items() if hold.until_ms > now}
 
     def close(self) -> None:
         if self._producer is not None:

@@ -9,6 +9,7 @@ stored by whoever receives them (``ioe control send``, ``ioe control run``); bot
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from control.commands import Issued
@@ -35,6 +36,15 @@ def command_rows(issued: Iterable[Issued]) -> list[tuple[Any, ...]]:
 
 def result_rows(results: Iterable[CommandResult]) -> list[tuple[Any, ...]]:
     return [command_result_row(r) for r in results]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A manual override in force on one point."""
+
+    requested_by: str
+    reason: str
+    until_ms: int
 
 
 class CommandLog:
@@ -67,6 +77,21 @@ class CommandLog:
             "'member:')) ORDER BY issued_at_ms", {"device": device_id, "since": int(since_ms)})
         return [int(r[0]) for r in rows]
 
+    def manual_holds(self, community_id: str, now_ms: int) -> dict[tuple[str, str], Hold]:
+        """The manual overrides in force in a community: (device, key) -> the latest manual
+        command sent for it whose ``revert_s`` has not yet run out. While one holds a point,
+        the rules on that point pause (an operator's override beats a rule until it ends)."""
+        rows = self.ch.execute(
+            f"SELECT device_id, key, argMax(requested_by, issued_at_ms), "
+            f"argMax(reason, issued_at_ms), max(issued_at_ms + revert_s * 1000) "
+            f"FROM {self.db}.commands FINAL "
+            "WHERE community_id = %(community)s AND status = 'sent' AND revert_s > 0 "
+            "AND (startsWith(requested_by, 'operator:') OR startsWith(requested_by, "
+            "'member:')) AND issued_at_ms + revert_s * 1000 > %(now)s "
+            "GROUP BY device_id, key", {"community": community_id, "now": int(now_ms)})
+        return {(str(d), str(k)): Hold(str(who), str(why), int(until))
+                for d, k, who, why, until in rows}
+
     def recent(self, community_id: str | None = None, device_id: str | None = None,
                limit: int = 20) -> list[dict[str, Any]]:
         """The last commands, newest first, each with its latest result (or none yet)."""
@@ -81,9 +106,10 @@ class CommandLog:
         sql = f"""
             SELECT command_id, community_id, device_id, key, value, requested_by, reason,
                    rule_id, dry_run, status, refusal, issued_at_ms, deadline, result_status,
-                   readback, detail, executor, executed_at_ms, written
+                   readback, detail, executor, executed_at_ms, written, revert_s
             FROM (SELECT command_id, community_id, device_id, key, value, requested_by,
-                         reason, rule_id, dry_run, status, refusal, issued_at_ms, deadline
+                         reason, rule_id, dry_run, status, refusal, issued_at_ms, deadline,
+                         revert_s
                   FROM {self.db}.commands FINAL {clause}
                   ORDER BY issued_at_ms DESC LIMIT %(limit)s)
             ANY LEFT JOIN (SELECT command_id, status AS result_status, readback, detail,
@@ -94,7 +120,7 @@ class CommandLog:
         names = ("command_id", "community_id", "device_id", "key", "value", "requested_by",
                  "reason", "rule_id", "dry_run", "status", "refusal", "issued_at_ms",
                  "deadline", "result", "readback", "detail", "executor", "executed_at_ms",
-                 "written")
+                 "written", "revert_s")
         return [dict(zip(names, r, strict=True)) for r in self.ch.execute(sql, params)]
 
     def close(self) -> None:

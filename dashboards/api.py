@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dashboards import alarm_actions, coefficient_report, command_log, history, tokens
+from dashboards import alarm_actions, coefficient_report, command_log, controls, history, tokens
 from dashboards.deadletters import ONBOARDING_REASONS, DeadLetterBook
 from dashboards.metrics import WebMetrics
 from dashboards.store import Store
@@ -64,6 +64,8 @@ class ApiContext:
     deadletters: DeadLetterBook = field(default_factory=DeadLetterBook)
     #: where ``ioe coefficients optimise --out DIR/ --report`` wrote its reports
     coefficient_reports: Path | None = None
+    #: issues, stores and sends the web's commands (manual overrides)
+    commands: controls.CommandSender | None = None
 
 
 class Api:
@@ -92,7 +94,7 @@ class Api:
         try:
             principal = self._principal(request)
             response = await getattr(self, name)(request, principal)
-        except alarm_actions.ActionRefused as exc:
+        except (alarm_actions.ActionRefused, controls.OverrideRefused) as exc:
             response = json_response({"error": exc.code, "message": exc.message}, exc.status)
         except ApiError as exc:
             if exc.status in (401, 403):
@@ -355,6 +357,73 @@ class Api:
         entries = await run_in_threadpool(command_log.recent, settings, cid, int(raw))
         return json_response({"community_id": cid, "commands": [e.to_dict() for e in entries]})
 
+    async def device_controls(self, request: Request, principal: tokens.Principal
+                              ) -> Response:
+        """The controllable devices the token may act on: what each holds now (read back),
+        who asked and why, until when, the rule that last acted, a manual override in force.
+        Operators: every one of the community; members: their own controllable devices."""
+        cid = request.path_params["cid"]
+        community = self._check_community(principal, cid)
+        member = principal.member_id if principal.role == "member" else None
+        devices = controls.visible_devices(community, member)
+        settings = self.ctx.store.settings
+        now = int(time.time() * 1000)
+        entries = await run_in_threadpool(command_log.recent, settings, cid,
+                                          command_log.MAX_LIMIT)
+        sender = self._sender()
+        holds = await run_in_threadpool(sender.holds, cid, now)
+        shown = controls.device_controls(devices, entries, holds)
+        own = {d.id for d in devices}
+        mine = [e.to_dict() for e in entries if e.device_id in own]
+        return json_response({"community_id": cid, "devices": [c.to_dict() for c in shown],
+                              # a member's app shows the commands of its own devices only
+                              "commands": mine[:command_log.DEFAULT_LIMIT]})
+
+    async def override(self, request: Request, principal: tokens.Principal) -> Response:
+        """Send one command from the web (POST JSON ``{"device_id", "key", "value",
+        "expires_s", "reason", "confirm": true}``): checked like ``ioe control send``
+        (permission, bounds, per-device rate limit), stored, sent; 202 with the command, whose
+        result then shows in the log. Refusals are 403 (not the token's device) or 422."""
+        from control.commands import Requester
+
+        cid = request.path_params["cid"]
+        community = self._check_community(principal, cid)
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, "too_large", f"at most {MAX_BODY_BYTES} bytes")
+        try:
+            data = orjson.loads(body or b"null")
+        except orjson.JSONDecodeError:
+            raise ApiError(400, "bad_request", "the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "bad_request", "the body is a JSON object")
+        wanted = controls.OverrideRequest.from_body(data)
+        member = principal.member_id if principal.role == "member" else None
+        if wanted.device_id not in {d.id for d in controls.visible_devices(community, member)}:
+            raise ApiError(403, "forbidden", f"this token may not control {wanted.device_id}")
+        if member is not None:
+            requester = Requester("member", member, frozenset({cid}))
+        else:
+            requester = Requester("operator", principal.name or f"token-{principal.token_id}",
+                                  frozenset(principal.communities))
+        issued = await run_in_threadpool(self._sender().send, self.ctx.registry, requester,
+                                         wanted, int(time.time() * 1000))
+        command = issued.command
+        log.info("web command %s by %s: %s %s=%r (%s)%s", command.command_id,
+                 principal.describe(), command.device_id, command.key, command.value,
+                 issued.status, f": {issued.refusal}" if issued.refusal else "")
+        payload = {"command_id": command.command_id, "device_id": command.device_id,
+                   "key": command.key, "value": command.value, "status": issued.status,
+                   "refusal": issued.refusal, "requested_by": command.requested_by,
+                   "deadline_ms": command.deadline_ms,
+                   "expires_at_ms": command.issued_at_ms + wanted.expires_s * 1000}
+        return json_response(payload, 202 if issued.status == "sent" else 422)
+
+    def _sender(self) -> controls.CommandSender:
+        if self.ctx.commands is None:
+            self.ctx.commands = controls.CommandSender(self.ctx.store.settings)
+        return self.ctx.commands
+
     async def alarm_history(self, request: Request, principal: tokens.Principal) -> Response:
         """Operators: acknowledgements and assignments of the community's alarms of the last
         days, oldest first (the client folds them into each alarm's history)."""
@@ -518,6 +587,27 @@ def openapi_document() -> dict[str, Any]:
                 "operators: the last commands (who asked, why, what was written, what was read "
                 "back, acknowledged / failed / expired)",
                 [cid, _query("limit", f"1…{command_log.MAX_LIMIT}")]),
+            "/api/communities/{cid}/controls": {
+                **_op("the controllable devices the token may act on: what each holds now "
+                      "(read back), who asked and why, until when, the rule that last acted, "
+                      "a manual override in force; and their last commands", [cid]),
+                "post": {
+                    "summary": "send a manual override (checked like `ioe control send`; the "
+                               "rules on the point pause until it expires)",
+                    "parameters": [cid], "security": [{"bearer": []}],
+                    "requestBody": {"content": {"application/json": {"schema": {
+                        "type": "object", "required": ["device_id", "key", "confirm"],
+                        "properties": {
+                            "device_id": {"type": "string"}, "key": {"type": "string"},
+                            "value": {}, "reason": {"type": "string"},
+                            "expires_s": {"type": "integer",
+                                          "minimum": controls.MIN_EXPIRY_S,
+                                          "maximum": controls.MAX_EXPIRY_S},
+                            "confirm": {"type": "boolean", "enum": [True]}}}}}},
+                    "responses": {"202": {"description": "sent"},
+                                  "400": {"description": "no confirmation, bad body"},
+                                  "403": {"description": "not the token's device"},
+                                  "422": {"description": "refused: bounds, rate limit"}}}},
             "/api/communities/{cid}/alarm-actions": _op(
                 f"operators: acknowledgements and assignments of the last "
                 f"{alarm_actions.HISTORY_DAYS} days", [cid]),

@@ -136,6 +136,8 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if api.ctx.commands is not None:
+                api.ctx.commands.close()
 
     async def ws_endpoint(websocket: WebSocket) -> None:
         await Connection(websocket, ws_ctx).run()
@@ -201,6 +203,8 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
         Route("/api/communities/{cid}/coefficients/comparison",
               endpoint("coefficient_comparison")),
         Route("/api/communities/{cid}/commands", endpoint("commands")),
+        Route("/api/communities/{cid}/controls", endpoint("device_controls"), methods=["GET"]),
+        Route("/api/communities/{cid}/controls", endpoint("override"), methods=["POST"]),
         Route("/api/communities/{cid}/alarm-actions", endpoint("alarm_history")),
         Route("/api/communities/{cid}/alarms/{alarm_id}/actions", endpoint("alarm_action"),
               methods=["POST"]),

@@ -50,6 +50,8 @@ class CommandEntry:
     executed_at_ms: int | None
     written: list[Any]
     state: str  # what the UI shows: the result, refused, dry_run, pending or no_result
+    #: the device drops the value by itself this long after it was written (None: never)
+    revert_s: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,7 +101,8 @@ def entry(row: dict[str, Any], now_ms: int) -> CommandEntry:
         readback=_json(row.get("readback")) if result else None,
         detail=str(row.get("detail") or ""), executor=str(row.get("executor") or ""),
         executed_at_ms=executed or None, written=written if isinstance(written, list) else [],
-        state=state_of(str(row.get("status") or ""), result, deadline, now_ms))
+        state=state_of(str(row.get("status") or ""), result, deadline, now_ms),
+        revert_s=int(row["revert_s"]) if row.get("revert_s") is not None else None)
 
 
 def recent(settings: Settings, community_id: str, limit: int = DEFAULT_LIMIT,

@@ -32,6 +32,14 @@ def test_operator_of_another_community_is_refused():
     assert issued.status == "refused" and "does not operate community ce-ctl" in issued.refusal
 
 
+def test_a_member_of_another_community_with_the_same_id_is_refused():
+    """Member ids are unique inside a community only: m1 of ce-other is not ce-ctl's m1."""
+    issued = ask("member:m1", f"{COMMUNITY}-boiler:0", "relay", "on", communities={"ce-other"})
+    assert issued.status == "refused" and "does not belong to community ce-ctl" in issued.refusal
+    assert ask("member:m1", f"{COMMUNITY}-boiler:0", "relay", "on",
+               communities={COMMUNITY}).status == "sent"
+
+
 def test_member_controls_own_controllable_device_only():
     assert ask("member:m1", f"{COMMUNITY}-boiler:0", "relay", "on").status == "sent"
     other = ask("member:m2", f"{COMMUNITY}-boiler:0", "relay", "on")
