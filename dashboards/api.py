@@ -417,6 +417,8 @@ class Api:
                    "refusal": issued.refusal, "requested_by": command.requested_by,
                    "deadline_ms": command.deadline_ms,
                    "expires_at_ms": command.issued_at_ms + wanted.expires_s * 1000}
+        if issued.status != "sent":
+            payload |= {"error": "refused", "message": issued.refusal}
         return json_response(payload, 202 if issued.status == "sent" else 422)
 
     def _sender(self) -> controls.CommandSender:

@@ -3,8 +3,10 @@
 // every member and plant with live values, a 15-minute trend, device health, open and recent
 // alarms (acknowledge / assign, with their history), community self-consumption and coverage,
 // the coefficient schedule in force, the optimiser's comparison of current vs optimised
-// coefficients, and the command log of the community's devices.
+// coefficients, the device controls (what each controllable device holds, a manual override
+// confirmed before it is sent) and the command log of the community's devices.
 import { liveTrend, pairedBars } from "./charts.js";
+import { applyOverride, renderControls } from "./controls.js";
 import {
   COLORS, LiveClient, api, apiPost, applyI18n, fmtAge, fmtBeta, fmtDateTime, fmtEnergy, fmtEur,
   fmtNumber, fmtPct, fmtPower, getToken, legend, onLangChange, recall, registerServiceWorker,
@@ -20,7 +22,7 @@ const state = {
   cid: null, overview: null, members: new Map(), community: null, alarms: new Map(),
   devices: [], deadLetters: [], conn: "connecting", offlineSince: null, fleet: [],
   fleetLive: new Map(), recent: [], trend: [], reconciliation: null,
-  actions: [], commands: [], coef: null, coefMetric: "ratio", token: null,
+  actions: [], commands: [], controls: [], coef: null, coefMetric: "ratio", token: null,
 };
 const TREND_MS = 15 * 60 * 1000;
 
@@ -447,9 +449,29 @@ function renderCommands() {
   }));
 }
 
+// -- device controls (REST /controls): what each device holds, and a confirmed manual override -----
+function renderDeviceControls() {
+  renderControls($("controls-table"), state.controls, async (device, value, expiresS) => {
+    const sent = await applyOverride({ cid: state.cid, token: state.token, dialog: $("ctl-confirm"),
+      status: $("ctl-status"), reason: t("ctlReason") }, device, value, expiresS);
+    if (sent) await refreshControls();
+  });
+}
+
+async function refreshControls() {
+  const [controls, commands] = await Promise.allSettled([
+    api(`/api/communities/${state.cid}/controls`, state.token),
+    api(`/api/communities/${state.cid}/commands`, state.token),
+  ]);
+  if (controls.status === "fulfilled") state.controls = controls.value.devices;
+  if (commands.status === "fulfilled") state.commands = commands.value.commands;
+  renderDeviceControls();
+  renderCommands();
+}
+
 async function refresh(token) {
   const cid = state.cid;
-  const [overview, devices, alarms, deadLetters, fleet, actions, commands] = await Promise.allSettled([
+  const [overview, devices, alarms, deadLetters, fleet, actions, commands, controls] = await Promise.allSettled([
     api(`/api/communities/${cid}/overview`, token),
     api(`/api/communities/${cid}/devices`, token),
     api(`/api/communities/${cid}/alarms`, token),
@@ -457,9 +479,11 @@ async function refresh(token) {
     api("/api/fleet", token),
     api(`/api/communities/${cid}/alarm-actions`, token),
     api(`/api/communities/${cid}/commands`, token),
+    api(`/api/communities/${cid}/controls`, token),
   ]);
   if (actions.status === "fulfilled") state.actions = actions.value.actions;
   if (commands.status === "fulfilled") state.commands = commands.value.commands;
+  if (controls.status === "fulfilled") state.controls = controls.value.devices;
   if (fleet.status === "fulfilled") {
     state.fleet = fleet.value.communities;
     remember("fleet", state.fleet);
@@ -487,6 +511,7 @@ function renderAll() {
   renderFleet();
   renderRecent();
   renderReconciliation();
+  renderDeviceControls();
   renderCommands();
   renderCoefficients();
 }
@@ -569,6 +594,7 @@ async function main() {
   $("coef-member").addEventListener("change", renderCoefficientHours);
   loadCoefficients(token);
   setInterval(() => refresh(token), 30 * 1000);
+  setInterval(refreshControls, 10 * 1000);  // a command's state changes within seconds
   setInterval(() => { loadReconciliation(token); loadCoefficients(token); }, 10 * 60 * 1000);
   setInterval(() => {
     renderMembers(); renderCommunity(); drawTrend();

@@ -151,3 +151,46 @@ def test_an_override_is_sent_logged_held_and_shown_once_read_back(server: LiveSe
     assert inverter["since_ms"] == executed and inverter["expires_at_ms"] == executed + 600_000
     assert inverter["requested_by"] == "operator:marta"
     assert inverter["reason"] == "mantenimiento del inversor"
+
+
+@pytest.mark.browser
+def test_the_control_centre_asks_before_it_sends_an_override(server: LiveServer,
+                                                              browser) -> None:  # noqa: ANN001
+    from browser_helpers import DESKTOP, axe_violations, open_page, see
+    from playwright.sync_api import expect
+
+    errors: list[str] = []
+    page = open_page(browser, server, "/control", operator(server), errors=errors,
+                     device=DESKTOP)
+    row = "#controls-table tr[data-device='inv-1']"
+    expect(page.locator("#controls-table tbody tr")).to_have_count(2)
+    see(page, f"{row} [data-field=held]", "—")
+    page.fill(f"{row} input[name=value]", "40")
+    page.select_option(f"{row} select[name=expires_s]", "3600")
+    page.click(f"{row} button[type=submit]")
+    dialog = page.locator("#ctl-confirm")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("[data-field=confirm-text]")).to_contain_text(
+        "inv-1: power_limit_pct = 40 % durante 1 h")
+    assert axe_violations(page) == []
+    page.click("#ctl-confirm-cancel")
+    see(page, "#ctl-status", "Orden cancelada: no se ha enviado nada.")
+    assert call(server, operator(server)).json()["commands"] == []  # nothing was sent
+    page.click(f"{row} button[type=submit]")
+    page.click("#ctl-confirm-send")
+    expect(page.locator("#ctl-status")).to_contain_text("Orden enviada a inv-1")
+    expect(page.locator(f"{row} [data-field=override]")).to_contain_text("operator:marta")
+    expect(page.locator("#commands-table tbody tr").first).to_contain_text("power_limit_pct = 40")
+    logged = call(server, operator(server)).json()["commands"]
+    assert [(c["device_id"], c["value"], c["requested_by"], c["revert_s"]) for c in logged] == \
+        [("inv-1", 40, "operator:marta", 3600)]
+    # a value outside the point's range is stopped by the form itself (the server refuses it
+    # too: test_an_override_needs_confirmation_permission_and_bounds)
+    page.fill(f"{row} input[name=value]", "150")
+    page.click(f"{row} button[type=submit]")
+    expect(page.locator(f"{row} input[name=value]:invalid")).to_have_count(1)
+    expect(dialog).to_be_hidden()
+    assert len(call(server, operator(server)).json()["commands"]) == 1
+    page.select_option("#lang", "en")
+    see(page, "#h-controls", "Device control")
+    assert errors == [], errors
