@@ -1,13 +1,15 @@
 // Member view, phone (/member) and household tablet (/tablet, the same page laid out for a wall
 // screen): live now with a 15-minute trend, today's energy flow, history by day / week / month
-// / year with previous / next and a date picker, € saved, my devices' health and my alarms.
+// / year with previous / next and a date picker, € saved, my devices' health and my alarms, and
+// my controllable devices (what they hold, the last commands, a confirmed manual command).
 // The member's own channel and the community aggregate only: the server refuses the rest.
 import { chartTable, flowDiagram, liveTrend, stackedBars } from "./charts.js";
 import {
-  COLORS, LiveClient, api, applyI18n, download, fmtAge, fmtBeta, fmtDay, fmtDuration, fmtEnergy,
+  COLORS, LiveClient, api, applyI18n, download, fmtAge, fmtBeta, fmtDateTime, fmtDay, fmtDuration, fmtEnergy,
   fmtEur, fmtHM, fmtPct, fmtPower, getToken, legend, onLangChange, recall, registerServiceWorker,
   remember, renderState, setupLangSelect, t, todayIso,
 } from "./common.js";
+import { applyOverride, fmtHeld, renderControls } from "./controls.js";
 import { ALARM, ALARM_STATE, COMMUNITY, LIVE, LIVE_ALARM, MEMBER, TYPE, channel as channelOf } from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
@@ -17,6 +19,7 @@ const state = {
   cid: null, mid: null, token: null, member: null, community: null, lastTs: null,
   conn: "connecting", offlineSince: null, trend: [], today: null,
   view: { period: "day", date: todayIso() }, history: null, devices: [], alarms: new Map(),
+  controls: [], commands: [],
 };
 
 // -- live now ---------------------------------------------------------------------------------
@@ -287,6 +290,36 @@ async function loadHealth() {
   renderHealth();
 }
 
+// -- my controllable devices (REST /controls: only my own, the server sees to it) ---------------
+function renderMyControls() {
+  $("my-controls").hidden = !state.controls.length;
+  if (!state.controls.length) return;
+  renderControls($("controls-table"), state.controls, async (device, value, expiresS) => {
+    const sent = await applyOverride({ cid: state.cid, token: state.token, dialog: $("ctl-confirm"),
+      status: $("ctl-status"), reason: t("ctlReason") }, device, value, expiresS);
+    if (sent) await loadControls();
+  });
+  const byId = new Map(state.controls.map((d) => [d.device_id, d]));
+  $("my-commands").replaceChildren(...state.commands.slice(0, 10).map((c) => {
+    const li = document.createElement("li");
+    li.dataset.command = c.command_id;
+    const device = byId.get(c.device_id) || { unit: "", last_state: null };
+    li.textContent = `${fmtDateTime(c.issued_at_ms)} · ${c.device_id}: ${c.key} = ${fmtHeld(device, c.value)} · ${c.requested_by} · ${t(`cmd_${c.state}`, {}, c.state)}`;
+    return li;
+  }));
+}
+
+async function loadControls() {
+  try {
+    const answer = await api(`/api/communities/${state.cid}/controls`, state.token);
+    state.controls = answer.devices;
+    state.commands = answer.commands;
+  } catch (error) {
+    console.warn("controls", error.message);
+  }
+  renderMyControls();
+}
+
 // -- start -------------------------------------------------------------------------------------------
 async function main() {
   registerServiceWorker();
@@ -341,6 +374,7 @@ async function main() {
   loadToday();
   loadHistory();
   loadHealth();
+  loadControls();
   // auto-refresh: today's energy and the shown period every 5 min (the tablet on the wall
   // stays current), health every minute; the trend is saved for a reload
   let day = todayIso();
@@ -349,6 +383,7 @@ async function main() {
     loadToday(); loadHistory();
   }, 5 * 60 * 1000);
   setInterval(loadHealth, 60 * 1000);
+  setInterval(loadControls, 15 * 1000);
   setInterval(() => { tick(); if (state.conn !== "live") renderState($("conn-state"), state.conn, state.offlineSince); }, 1000);
   setInterval(() => remember(`trend.${state.mid}`, state.trend), 10 * 1000);
   addEventListener("pagehide", () => remember(`trend.${state.mid}`, state.trend));
@@ -363,6 +398,7 @@ async function main() {
     renderToday();
     renderHistory();
     renderHealth();
+    renderMyControls();
   });
 }
 

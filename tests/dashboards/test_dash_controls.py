@@ -194,3 +194,30 @@ def test_the_control_centre_asks_before_it_sends_an_override(server: LiveServer,
     page.select_option("#lang", "en")
     see(page, "#h-controls", "Device control")
     assert errors == [], errors
+
+
+@pytest.mark.browser
+def test_a_member_sees_and_switches_only_their_own_device(server: LiveServer,
+                                                          browser) -> None:  # noqa: ANN001
+    from browser_helpers import axe_violations, open_page
+    from playwright.sync_api import expect
+
+    errors: list[str] = []
+    page = open_page(browser, server, "/member", server.token(member="m1"), errors=errors)
+    row = f"#controls-table tr[data-device='{HEATER}']"
+    expect(page.locator("#my-controls")).to_be_visible()
+    expect(page.locator("#controls-table tbody tr")).to_have_count(1)  # theirs only
+    page.select_option(f"{row} select[name=value]", "on")
+    page.click(f"{row} button[type=submit]")
+    expect(page.locator("#ctl-confirm [data-field=confirm-text]")).to_contain_text(
+        f"{HEATER}: relay = encendido durante 15 min")
+    page.click("#ctl-confirm-send")
+    expect(page.locator("#ctl-status")).to_contain_text(f"Orden enviada a {HEATER}")
+    expect(page.locator("#my-commands li")).to_contain_text(
+        f"{HEATER}: relay = encendido · member:m1 · pendiente")
+    assert axe_violations(page) == []
+    # a member with no controllable device sees no controls at all
+    other = open_page(browser, server, "/member", server.token(member="m2"), errors=errors)
+    expect(other.locator("#h-health")).to_be_visible()
+    expect(other.locator("#my-controls")).to_be_hidden()
+    assert errors == [], errors
