@@ -80,6 +80,8 @@ class EdgeCommands:
         except ModbusReadError as exc:
             return result(CommandStatus.FAILED, detail=f"modbus: {exc}")
         detail = f"revert {done.revert}" + (f" ({done.revert_s} s)" if done.revert_s else "")
+        if not done.verified:
+            detail = f"write-only point: accepted by the device, cannot be read back; {detail}"
         if not done.ok:
             detail = f"read back {done.readback!r} (enabled {done.enabled}); {detail}"
         return result(CommandStatus.ACKNOWLEDGED if done.ok else CommandStatus.FAILED,

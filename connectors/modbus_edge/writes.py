@@ -15,7 +15,10 @@ Safety order of one write (:meth:`Writer.write`):
    represent;
 3. write the revert timeout first (the limit never runs without its fallback), then the value,
    then the enable flag;
-4. read everything back: ``ok`` only when the device holds what was asked.
+4. read everything back: ``ok`` only when the device holds what was asked. A point the maker
+   documents as write-only (SMA's ``WO`` registers, ``write_only: true`` in the map) cannot be
+   read back: the result says ``verified: false`` with no read-back, ``ok`` meaning only that
+   the device accepted every register written.
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ class Writable:
     #: what ``none`` means: "disable" (enable flag off), a value, or None (not allowed)
     none: str | float | None = None
     description: str = ""
+    #: the device does not let the value be read back (write-only registers)
+    write_only: bool = False
 
     def check(self, value: float | str | None) -> float | int | None:
         """The value in engineering units (or the enum's raw value), or :class:`WriteRefused`."""
@@ -169,7 +174,8 @@ def parse_writables(document: Mapping[str, Any], *, source: str = "<map>"
             maximum=float(bounds[1]) if bounds else None, values=values,
             enable=_companion(raw.get("enable"), f"{where} enable"),
             revert=_companion(raw.get("revert"), f"{where} revert"),
-            none=raw.get("none"), description=str(raw.get("description", "")))
+            none=raw.get("none"), description=str(raw.get("description", "")),
+            write_only=bool(raw.get("write_only", False)))
     return found
 
 
@@ -249,12 +255,15 @@ class WriteResult:
     written: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     duration_ms: int = 0
+    #: False for a write-only point: accepted by the device, not read back
+    verified: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "requested": self.requested, "readback": self.readback,
                 "ok": self.ok, "device": self.device, "unit": self.unit,
                 "enabled": self.enabled, "revert_s": self.revert_s, "revert": self.revert,
-                "written": self.written, "error": self.error, "duration_ms": self.duration_ms}
+                "written": self.written, "error": self.error, "duration_ms": self.duration_ms,
+                "verified": self.verified}
 
 
 class Writer:
@@ -422,6 +431,10 @@ class Writer:
 
     def _readback(self, writable: Writable, resolved: Resolved, sf: int | None,
                   checked: float | int | None, revert_s: int | None) -> WriteResult:
+        if writable.write_only:  # every write above was accepted; nothing can be read
+            return WriteResult(key=writable.key, requested=None, readback=None, ok=True,
+                               device=self.device.id, unit=writable.unit, verified=False,
+                               revert="written" if revert_s is not None else "not_requested")
         raw = self._raw(resolved.target)
         readback: float | str | None
         if raw is None or isinstance(raw, str):

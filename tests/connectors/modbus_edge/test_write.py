@@ -268,3 +268,41 @@ def test_not_writable_raises_without_io():
         writer.write("power_limit_pct", 101)
     with pytest.raises((ModbusReadError, DiscoveryError)):
         writer.write("power_limit_pct", 50)  # allowed, so it tries the (absent) device
+
+
+# -- SMA: the documented write-only registers --------------------------------------------------
+def sma(started: list[WritableSimServer]) -> WritableSimServer:
+    """An SMA inverter's write-only control registers (SMA answers reads of WO registers with
+    an exception, as this image does: the addresses may be written, never read)."""
+    image = {a: 0 for a in (40016, 40149, 40150, 40151, 40152)}
+
+    def refuse_reads(unit: int, fc: int, address: int, count: int, img: dict[int, int]) -> int:
+        return 0x02  # ILLEGAL DATA ADDRESS
+
+    server = WritableSimServer({1: image}, on_read=refuse_reads, writable={1: set(image)})
+    started.append(server.start())
+    return server
+
+
+def test_sma_power_limit_is_written_and_reported_as_not_verifiable(started):
+    server = sma(started)
+    code, (line,), _ = write(server, "sma", "--set", "power_limit_pct=60", "--revert-s", "300")
+    assert code == 0 and line["ok"] is True and line["verified"] is False
+    assert line["readback"] is None and line["revert"] == "unsupported"
+    assert server.images[1][40016] == 60
+    assert line["written"] == [{"point": "active_power_setpoint_pct", "address": 40016,
+                                "registers": [60]}]
+
+
+def test_sma_watt_setpoint_activates_plant_control_and_none_deactivates_it(started):
+    server = sma(started)
+    code, (line,), _ = write(server, "sma", "--set", "power_limit_w=5000")
+    image = server.images[1]
+    assert code == 0 and line["verified"] is False
+    assert (image[40149] << 16 | image[40150]) == 5000
+    assert (image[40151] << 16 | image[40152]) == 802  # "Plant control" active
+    code, (line,), _ = write(server, "sma", "--set", "power_limit_w=none")
+    assert code == 0 and (image[40151] << 16 | image[40152]) == 803
+    assert (image[40149] << 16 | image[40150]) == 5000  # the setpoint itself untouched
+    code, _, err = write(server, "sma", "--set", "power_limit_pct=120")
+    assert code == 2 and "outside the range" in err and image[40016] == 0  # nothing written
