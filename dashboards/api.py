@@ -23,7 +23,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dashboards import alarm_actions, coefficient_report, command_log, controls, history, tokens
+from dashboards import (
+    alarm_actions,
+    coefficient_report,
+    command_log,
+    controls,
+    edges,
+    history,
+    tokens,
+)
 from dashboards.deadletters import ONBOARDING_REASONS, DeadLetterBook
 from dashboards.metrics import WebMetrics
 from dashboards.store import Store
@@ -66,6 +74,8 @@ class ApiContext:
     coefficient_reports: Path | None = None
     #: issues, stores and sends the web's commands (manual overrides)
     commands: controls.CommandSender | None = None
+    #: the edges' roster and heartbeats
+    edge_book: edges.EdgeBook | None = None
 
 
 class Api:
@@ -421,6 +431,17 @@ class Api:
             payload |= {"error": "refused", "message": issued.refusal}
         return json_response(payload, 202 if issued.status == "sent" else 422)
 
+    async def edges(self, request: Request, principal: tokens.Principal) -> Response:
+        """Operators: the community's edges — enrolled or not, certificate expiry — with their
+        last heartbeat (version, uptime, store-and-forward depth, poll errors per device)."""
+        cid = request.path_params["cid"]
+        self._check_operator(principal, cid, "the edges")
+        if self.ctx.edge_book is None:
+            self.ctx.edge_book = edges.EdgeBook(self.ctx.store.settings)
+        views = await run_in_threadpool(self.ctx.edge_book.community, cid,
+                                        int(time.time() * 1000))
+        return json_response({"community_id": cid, "edges": [v.to_dict() for v in views]})
+
     def _sender(self) -> controls.CommandSender:
         if self.ctx.commands is None:
             self.ctx.commands = controls.CommandSender(self.ctx.store.settings)
@@ -610,6 +631,10 @@ def openapi_document() -> dict[str, Any]:
                                   "400": {"description": "no confirmation, bad body"},
                                   "403": {"description": "not the token's device"},
                                   "422": {"description": "refused: bounds, rate limit"}}}},
+            "/api/communities/{cid}/edges": _op(
+                "operators: the community's edges (enrolment, certificate expiry) with their "
+                "last heartbeat: version, uptime, store-and-forward depth, poll errors, health",
+                [cid]),
             "/api/communities/{cid}/alarm-actions": _op(
                 f"operators: acknowledgements and assignments of the last "
                 f"{alarm_actions.HISTORY_DAYS} days", [cid]),

@@ -204,6 +204,7 @@ def create_app(settings: Settings | None = None, *, registry: Registry | None = 
               endpoint("coefficient_comparison")),
         Route("/api/communities/{cid}/commands", endpoint("commands")),
         Route("/api/communities/{cid}/controls", endpoint("device_controls"), methods=["GET"]),
+        Route("/api/communities/{cid}/edges", endpoint("edges")),
         Route("/api/communities/{cid}/controls", endpoint("override"), methods=["POST"]),
         Route("/api/communities/{cid}/alarm-actions", endpoint("alarm_history")),
         Route("/api/communities/{cid}/alarms/{alarm_id}/actions", endpoint("alarm_action"),

@@ -8,7 +8,7 @@
 import { liveTrend, pairedBars } from "./charts.js";
 import { applyOverride, renderControls } from "./controls.js";
 import {
-  COLORS, LiveClient, api, apiPost, applyI18n, fmtAge, fmtBeta, fmtDateTime, fmtEnergy, fmtEur,
+  COLORS, LiveClient, api, apiPost, applyI18n, fmtAge, fmtBeta, fmtDateTime, fmtDuration, fmtEnergy, fmtEur,
   fmtNumber, fmtPct, fmtPower, getToken, legend, onLangChange, recall, registerServiceWorker,
   remember, renderState, setupLangSelect, t,
 } from "./common.js";
@@ -22,7 +22,7 @@ const state = {
   cid: null, overview: null, members: new Map(), community: null, alarms: new Map(),
   devices: [], deadLetters: [], conn: "connecting", offlineSince: null, fleet: [],
   fleetLive: new Map(), recent: [], trend: [], reconciliation: null,
-  actions: [], commands: [], controls: [], coef: null, coefMetric: "ratio", token: null,
+  actions: [], commands: [], controls: [], edges: [], coef: null, coefMetric: "ratio", token: null,
 };
 const TREND_MS = 15 * 60 * 1000;
 
@@ -279,6 +279,33 @@ function renderDevices() {
   }));
 }
 
+// the community's edges (REST /edges): certificate, last heartbeat, version, queue, errors
+function renderEdges() {
+  const body = $("edges-table").tBodies[0];
+  if (!state.edges.length) {
+    const tr = document.createElement("tr");
+    tr.className = "none";
+    tr.append(cell(t("edgesNone"), { colspan: 7 }));
+    body.replaceChildren(tr);
+    return;
+  }
+  const statusClass = { ok: "ok", late: "late", offline: "offline", never: "no_data" };
+  body.replaceChildren(...state.edges.map((e) => {
+    const tr = document.createElement("tr");
+    tr.dataset.edge = e.edge;
+    const errors = Object.entries(e.errors);
+    tr.append(Object.assign(document.createElement("th"), { scope: "row", textContent: e.edge }),
+      cell(t(`edgeHealth_${e.health}`, { ago: fmtAge(e.last_contact_ms) }),
+        { "data-field": "health", class: `status status-${statusClass[e.health]}` }),
+      cell(t(`edgeState_${e.state}`, { date: fmtDateTime(e.certificate_expires_ms) }), { "data-field": "state" }),
+      cell(e.version || "—", { "data-field": "version" }),
+      cell(e.uptime_s === null ? "—" : fmtDuration(e.uptime_s), { "data-field": "uptime" }),
+      cell(e.queue_depth === null ? "—" : fmtNumber(e.queue_depth, 0), { "data-field": "queue" }),
+      cell(errors.length ? errors.map(([d, m]) => `${d}: ${m}`).join("; ") : t("edgeNoErrors"), { "data-field": "errors", class: "why" }));
+    return tr;
+  }));
+}
+
 // sources the MQTT bridge dead-lettered (REST /deadletters: origin, reason, count, last seen,
 // a truncated sample payload), so the operator can onboard them
 function renderDeadLetters() {
@@ -471,7 +498,7 @@ async function refreshControls() {
 
 async function refresh(token) {
   const cid = state.cid;
-  const [overview, devices, alarms, deadLetters, fleet, actions, commands, controls] = await Promise.allSettled([
+  const [overview, devices, alarms, deadLetters, fleet, actions, commands, controls, edges] = await Promise.allSettled([
     api(`/api/communities/${cid}/overview`, token),
     api(`/api/communities/${cid}/devices`, token),
     api(`/api/communities/${cid}/alarms`, token),
@@ -480,10 +507,12 @@ async function refresh(token) {
     api(`/api/communities/${cid}/alarm-actions`, token),
     api(`/api/communities/${cid}/commands`, token),
     api(`/api/communities/${cid}/controls`, token),
+    api(`/api/communities/${cid}/edges`, token),
   ]);
   if (actions.status === "fulfilled") state.actions = actions.value.actions;
   if (commands.status === "fulfilled") state.commands = commands.value.commands;
   if (controls.status === "fulfilled") state.controls = controls.value.devices;
+  if (edges.status === "fulfilled") state.edges = edges.value.edges;
   if (fleet.status === "fulfilled") {
     state.fleet = fleet.value.communities;
     remember("fleet", state.fleet);
@@ -507,6 +536,7 @@ function renderAll() {
   renderCommunity();
   renderAlarms();
   renderDevices();
+  renderEdges();
   renderDeadLetters();
   renderFleet();
   renderRecent();

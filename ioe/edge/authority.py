@@ -31,7 +31,7 @@ from ioe.edge.ca import EDGE_DAYS, CertificateAuthority, Issued, Revoked, load_c
 from ioe.edge.files import private_dir, write_file, write_private
 from ioe.edge.identity import EdgeId
 from ioe.edge.kafka_access import KafkaAccess, KafkaAccessError
-from ioe.edge.roster import CertRecord, EdgeRecord, Roster
+from ioe.edge.roster import CertRecord, EdgeRecord, EdgeStatus, Roster
 from ioe.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -56,16 +56,6 @@ class ServerIdentity:
     cert_path: Path
     key_path: Path
     ca_path: Path
-
-
-@dataclass(frozen=True)
-class EdgeStatus:
-    """One line of ``ioe edge list``."""
-
-    id: EdgeId
-    state: str  # "active" | "revoked" | "expired"
-    not_after: dt.datetime | None
-    serial: int | None
 
 
 #: how the authority makes Mosquitto re-read its files; tests and the stack use the default
@@ -222,16 +212,7 @@ class EdgeAuthority:
         return bundle
 
     def status(self) -> list[EdgeStatus]:
-        now = dt.datetime.now(dt.UTC)
-        out = []
-        for edge, record in sorted(self.roster.edges.items()):
-            current = record.current
-            latest = current or (record.certificates[-1] if record.certificates else None)
-            state = ("revoked" if not record.active else
-                     "expired" if current is None or current.not_after <= now else "active")
-            out.append(EdgeStatus(edge, state, latest.not_after if latest else None,
-                                  latest.serial if latest else None))
-        return out
+        return self.roster.status(dt.datetime.now(dt.UTC))
 
     # -- helpers -------------------------------------------------------------------------
     def _write_bundle(self, edge: EdgeId, out: Path, endpoints: Endpoints, *,

@@ -90,6 +90,16 @@ class EdgeRecord:
                    certificates=[CertRecord.from_dict(c) for c in certs])
 
 
+@dataclass(frozen=True)
+class EdgeStatus:
+    """One line of ``ioe edge list`` (and of the control centre's edges)."""
+
+    id: EdgeId
+    state: str  # "active" | "revoked" | "expired"
+    not_after: dt.datetime | None
+    serial: int | None
+
+
 class Roster:
     """``edges.json``: load, change in memory, :meth:`save` atomically."""
 
@@ -121,6 +131,18 @@ class Roster:
 
     def active(self) -> list[EdgeId]:
         return [i for i, r in self.edges.items() if r.active and r.current is not None]
+
+    def status(self, now: dt.datetime) -> list[EdgeStatus]:
+        """Every enrolled edge with its state and current certificate's expiry, by id."""
+        out = []
+        for edge, record in sorted(self.edges.items()):
+            current = record.current
+            latest = current or (record.certificates[-1] if record.certificates else None)
+            state = ("revoked" if not record.active else
+                     "expired" if current is None or current.not_after <= now else "active")
+            out.append(EdgeStatus(edge, state, latest.not_after if latest else None,
+                                  latest.serial if latest else None))
+        return out
 
     def revoked_serials(self) -> list[tuple[int, dt.datetime]]:
         return [(c.serial, c.revoked_at) for r in self.edges.values()
