@@ -285,7 +285,7 @@ function renderEdges() {
   if (!state.edges.length) {
     const tr = document.createElement("tr");
     tr.className = "none";
-    tr.append(cell(t("edgesNone"), { colspan: 7 }));
+    tr.append(cell(t("edgesNone"), { colspan: 8 }));
     body.replaceChildren(tr);
     return;
   }
@@ -301,7 +301,9 @@ function renderEdges() {
       cell(e.version || "—", { "data-field": "version" }),
       cell(e.uptime_s === null ? "—" : fmtDuration(e.uptime_s), { "data-field": "uptime" }),
       cell(e.queue_depth === null ? "—" : fmtNumber(e.queue_depth, 0), { "data-field": "queue" }),
-      cell(errors.length ? errors.map(([d, m]) => `${d}: ${m}`).join("; ") : t("edgeNoErrors"), { "data-field": "errors", class: "why" }));
+      cell(errors.length ? errors.map(([d, m]) => `${d}: ${m}`).join("; ") : t("edgeNoErrors"), { "data-field": "errors", class: "why" }),
+      cell(e.maintenance.length ? e.maintenance.map((m) => `${fmtDateTime(m.asked_ms)} ${m.kind} · ${m.requested_by} · ${t(`maint_${m.status}`, {}, m.status)}${m.detail ? ` (${m.detail})` : ""}`).join("; ")
+        : t("edgeMaintNone"), { "data-field": "maintenance", class: "why" }));
     return tr;
   }));
 }

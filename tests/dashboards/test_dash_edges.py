@@ -15,6 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from dashboards import tokens
 from ioe.edge.heartbeat import Heartbeat
 from ioe.edge.identity import EdgeId
+from ioe.edge.maintenance import MaintenanceJournal
 from ioe.edge.roster import CertRecord, EdgeRecord, Roster
 from ioe.settings import Settings
 
@@ -70,6 +71,16 @@ def server(stack_settings: Settings, server_factory: Callable[..., LiveServer], 
     enrol(roster, CID, f"old-{unique_id}", revoked=True)
     enrol(roster, OTHER, f"x-{unique_id}")
     roster.save()
+    journal = MaintenanceJournal(server.settings.local_dir / "edge")
+    roof = EdgeId(CID, f"roof-{unique_id}")
+    journal.append("action", roof, {"action_id": "a1", "kind": "push-config",
+                                    "requested_by": "operator:ana", "issued_ms": NOW_MS - 60_000})
+    journal.append("outcome", roof, {"action_id": "a1", "kind": "push-config",
+                                     "status": "applied", "detail": "3 devices",
+                                     "answered_ms": NOW_MS - 59_000})
+    journal.append("action", roof, {"action_id": "a2", "kind": "restart",
+                                    "requested_by": "operator:pau", "issued_ms": NOW_MS - 30_000})
+    journal.append("no-answer", roof, {"action_id": "a2", "kind": "restart", "timeout_s": 30})
     beats(CID, f"roof-{unique_id}", 20, queue_depth=42,
           errors={"inv-1": "timeout after 2 s"}, config_version="c0ffee")
     beats(CID, f"old-{unique_id}", 1200)  # 20 min of silence: offline
@@ -89,6 +100,10 @@ def test_operators_see_their_communitys_edges_with_the_last_heartbeat(server, un
     assert roof["queue_depth"] == 42 and roof["errors"] == {"inv-1": "timeout after 2 s"}
     assert roof["uptime_s"] == 3600.0 and roof["config_version"] == "c0ffee"
     assert 19 <= roof["age_s"] <= 60
+    assert [(m["kind"], m["requested_by"], m["status"], m["detail"])
+            for m in roof["maintenance"]] == [("restart", "operator:pau", "no-answer", ""),
+                                              ("push-config", "operator:ana", "applied",
+                                               "3 devices")]
     expires = roof["certificate_expires_ms"] - NOW_MS
     assert abs(expires - 365 * 86_400_000) < 2000
     assert (shown[f"old-{unique_id}"]["state"], shown[f"old-{unique_id}"]["health"]) == \
@@ -111,6 +126,10 @@ def test_the_control_centre_lists_the_edges(server, unique_id, browser) -> None:
     expect(row.locator("[data-field=queue]")).to_have_text("42")
     expect(row.locator("[data-field=errors]")).to_have_text("inv-1: timeout after 2 s")
     expect(row.locator("[data-field=state]")).to_contain_text("en vigor hasta")
+    expect(row.locator("[data-field=maintenance]")).to_contain_text(
+        "restart · operator:pau · sin respuesta")
+    expect(row.locator("[data-field=maintenance]")).to_contain_text(
+        "push-config · operator:ana · aplicado (3 devices)")
     old = page.locator(f"#edges-table tr[data-edge='old-{unique_id}']")
     expect(old.locator("[data-field=state]")).to_have_text("revocado")
     expect(old.locator("[data-field=health]")).to_contain_text("sin conexión")
