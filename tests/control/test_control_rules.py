@@ -252,7 +252,9 @@ def test_member_state_from_another_community_is_ignored():
 
 
 def test_the_readme_rule_file_validates():
-    """The README's example is a real rule file (and the CLI says so)."""
+    """The README's example is a real rule file — the one the demo runs
+    (``infra/examples/rules.yaml``), rule for rule — and the CLI accepts it against the example
+    registry."""
     import re
     import subprocess
     import sys
@@ -264,14 +266,22 @@ def test_the_readme_rule_file_validates():
     (example,) = re.findall(r"```yaml\n(.*?)```", section, re.S)[:1]
     parsed = parse_rules(example, source="README.md")
     assert [r.kind for r in parsed.rules] == ["export_limit", "surplus_load"]
-    assert parsed.rules[1].dry_run is True
+    shipped = load_rules(ROOT / "infra" / "examples" / "rules.yaml")
+    assert [(r.id, r.kind, r.device, r.params) for r in parsed.rules] == \
+        [(r.id, r.kind, r.device, r.params) for r in shipped.rules]
     path = ROOT / "infra" / "examples" / "community.yaml"
     done = subprocess.run([sys.executable, "-m", "ioe.cli", "control", "rules", "validate",
                            "/dev/stdin", "--registry", str(path)], input=example,
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
-    # the example registry has the inverter but no boiler plug: named with its line
+    assert done.returncode == 0, done.stderr
+    assert "ok, 2 rules for ce-benimaclet" in done.stdout
+    # a device the registry does not have is named with its line
+    broken = example.replace("shelly1pm-termo-m03:0", "shellyplug-s-boiler:0")
+    done = subprocess.run([sys.executable, "-m", "ioe.cli", "control", "rules", "validate",
+                           "/dev/stdin", "--registry", str(path)], input=broken,
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 2
-    assert re.match(r"/dev/stdin:\d+: rule boiler-m01: device 'shellyplug-s-boiler:0' is not "
+    assert re.match(r"/dev/stdin:\d+: rule termo-m03: device 'shellyplug-s-boiler:0' is not "
                     r"in community ce-benimaclet", done.stderr), done.stderr
 
 
