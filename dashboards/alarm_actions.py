@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dashboards.errors import RequestRefused
 from dashboards.tokens import Principal
 from ioe.clickhouse import client
 from ioe.messages import (
@@ -47,12 +48,8 @@ RULES: dict[str, Rule] = {
 }
 
 
-class ActionRefused(ValueError):
+class ActionRefused(RequestRefused):
     """An action that may not be taken: HTTP status, a machine code and a human message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 @dataclass(frozen=True)

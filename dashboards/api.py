@@ -33,6 +33,7 @@ from dashboards import (
     tokens,
 )
 from dashboards.deadletters import ONBOARDING_REASONS, DeadLetterBook
+from dashboards.errors import RequestRefused
 from dashboards.metrics import WebMetrics
 from dashboards.store import Store
 from ioe.messages import AlarmState, BalanceSource
@@ -53,10 +54,8 @@ HEALTH_RULES = {"default": (3.0, 10.0), "datadis": (72.0, 240.0)}
 MAX_BODY_BYTES = 4096
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class ApiError(RequestRefused):
+    """The API's own refusals (token, scope, bad request); the 401/403 ones are logged."""
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -104,10 +103,8 @@ class Api:
         try:
             principal = self._principal(request)
             response = await getattr(self, name)(request, principal)
-        except (alarm_actions.ActionRefused, controls.OverrideRefused) as exc:
-            response = json_response({"error": exc.code, "message": exc.message}, exc.status)
-        except ApiError as exc:
-            if exc.status in (401, 403):
+        except RequestRefused as exc:  # the API's, an alarm action's, an override's
+            if isinstance(exc, ApiError) and exc.status in (401, 403):
                 who = principal.describe() if principal else "unauthenticated client"
                 log.warning("refused %s %s: %s (%s)", who, request.url.path, exc.code,
                             exc.message)
@@ -398,16 +395,7 @@ class Api:
 
         cid = request.path_params["cid"]
         community = self._check_community(principal, cid)
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "too_large", f"at most {MAX_BODY_BYTES} bytes")
-        try:
-            data = orjson.loads(body or b"null")
-        except orjson.JSONDecodeError:
-            raise ApiError(400, "bad_request", "the body is not JSON") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "bad_request", "the body is a JSON object")
-        wanted = controls.OverrideRequest.from_body(data)
+        wanted = controls.OverrideRequest.from_body(await _json_object(request))
         member = principal.member_id if principal.role == "member" else None
         if wanted.device_id not in {d.id for d in controls.visible_devices(community, member)}:
             raise ApiError(403, "forbidden", f"this token may not control {wanted.device_id}")
@@ -462,22 +450,27 @@ class Api:
         "acknowledge"|"assign", "assignee": …, "note": …}``); stored, then returned."""
         cid, alarm_id = request.path_params["cid"], request.path_params["alarm_id"]
         self._check_operator(principal, cid, "acknowledging or assigning an alarm")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "too_large", f"at most {MAX_BODY_BYTES} bytes")
-        try:
-            data = orjson.loads(body or b"null")
-        except orjson.JSONDecodeError:
-            raise ApiError(400, "bad_request", "the body is not JSON") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "bad_request", "the body is a JSON object")
-        wanted = alarm_actions.ActionRequest.from_body(data)
+        wanted = alarm_actions.ActionRequest.from_body(await _json_object(request))
         alarm = await run_in_threadpool(self.ctx.store.alarm, cid, alarm_id)
         action = alarm_actions.build(principal, alarm, wanted, int(time.time() * 1000))
         store = alarm_actions.AlarmActionStore(self.ctx.store.settings)
         await run_in_threadpool(store.add, action)
         log.info("alarm %s of %s: %s by %s", alarm_id, cid, action.action, principal.describe())
         return json_response(action.to_dict(), 201)
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The request's body: a JSON object of at most MAX_BODY_BYTES, or an ApiError."""
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"at most {MAX_BODY_BYTES} bytes")
+    try:
+        data = orjson.loads(body or b"null")
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "bad_request", "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_request", "the body is a JSON object")
+    return data
 
 
 def device_health(device: Device, last: tuple[int, float | None] | None,

@@ -24,6 +24,7 @@ from typing import Any
 from control.commands import KEYS, Issued, RateLimit, Requester, device_kind, issue
 from control.store import CommandLog, Hold
 from dashboards.command_log import CommandEntry
+from dashboards.errors import RequestRefused
 from ioe.registry import Community, Device, Registry
 from ioe.settings import Settings
 
@@ -34,12 +35,8 @@ MIN_EXPIRY_S, MAX_EXPIRY_S = 60, 65534  # 65534 s: the largest SunSpec revert ti
 MAX_REASON = 200
 
 
-class OverrideRefused(Exception):
+class OverrideRefused(RequestRefused):
     """A request the web refuses before issuing anything (HTTP status, code, message)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@ class EdgeView:
     health: str
     last_contact_ms: int | None
     age_s: float | None
-    version: str | None
+    #: the software version the edge runs
+    software: str | None
     uptime_s: float | None
     queue_depth: int | None
     errors: dict[str, str]
@@ -128,7 +129,7 @@ def _view(edge_id: EdgeId, state: str, not_after: dt.datetime | None, beat: Hear
         community=edge_id.community, edge=edge_id.edge, state=state,
         certificate_expires_ms=int(not_after.timestamp() * 1000) if not_after else None,
         health=health_of(age), last_contact_ms=beat.sent_ms if beat else None, age_s=age,
-        version=beat.version if beat else None, uptime_s=beat.uptime_s if beat else None,
+        software=beat.version if beat else None, uptime_s=beat.uptime_s if beat else None,
         queue_depth=beat.queue_depth if beat else None, errors=dict(beat.errors) if beat else {},
         config_version=beat.config_version if beat else None, maintenance=maintenance)
 

@@ -6,7 +6,7 @@
 // coefficients, the device controls (what each controllable device holds, a manual override
 // confirmed before it is sent) and the command log of the community's devices.
 import { liveTrend, pairedBars } from "./charts.js";
-import { applyOverride, renderControls } from "./controls.js";
+import { applyOverride, confirmDialog, renderControls } from "./controls.js";
 import {
   COLORS, LiveClient, api, apiPost, applyI18n, fmtAge, fmtBeta, fmtDateTime, fmtDuration, fmtEnergy, fmtEur,
   fmtNumber, fmtPct, fmtPower, getToken, legend, onLangChange, recall, registerServiceWorker,
@@ -298,7 +298,7 @@ function renderEdges() {
       cell(t(`edgeHealth_${e.health}`, { ago: fmtAge(e.last_contact_ms) }),
         { "data-field": "health", class: `status status-${statusClass[e.health]}` }),
       cell(t(`edgeState_${e.state}`, { date: fmtDateTime(e.certificate_expires_ms) }), { "data-field": "state" }),
-      cell(e.version || "—", { "data-field": "version" }),
+      cell(e.software || "—", { "data-field": "software" }),
       cell(e.uptime_s === null ? "—" : fmtDuration(e.uptime_s), { "data-field": "uptime" }),
       cell(e.queue_depth === null ? "—" : fmtNumber(e.queue_depth, 0), { "data-field": "queue" }),
       cell(errors.length ? errors.map(([d, m]) => `${d}: ${m}`).join("; ") : t("edgeNoErrors"), { "data-field": "errors", class: "why" }),
@@ -481,7 +481,7 @@ function renderCommands() {
 // -- device controls (REST /controls): what each device holds, and a confirmed manual override -----
 function renderDeviceControls() {
   renderControls($("controls-table"), state.controls, async (device, value, expiresS) => {
-    const sent = await applyOverride({ cid: state.cid, token: state.token, dialog: $("ctl-confirm"),
+    const sent = await applyOverride({ cid: state.cid, token: state.token, dialog: confirmDialog($("controls-table").closest("section")),
       status: $("ctl-status"), reason: t("ctlReason") }, device, value, expiresS);
     if (sent) await refreshControls();
   });

@@ -98,6 +98,29 @@ export function renderControls(table, devices, onApply) {
   }));
 }
 
+// the confirmation dialog, made once inside ``container`` (both pages use the same one)
+export function confirmDialog(container) {
+  const found = document.getElementById("ctl-confirm");
+  if (found) return found;
+  const el = (tag, attrs = {}, key = null) => {
+    const node = Object.assign(document.createElement(tag), attrs);
+    if (key) { node.dataset.i18n = key; node.textContent = t(key); }
+    return node;
+  };
+  const dialog = el("dialog", { id: "ctl-confirm" });
+  dialog.setAttribute("aria-labelledby", "ctl-confirm-title");
+  const form = el("form", { method: "dialog", className: "action-form" });
+  const text = el("p");
+  text.dataset.field = "confirm-text";
+  const buttons = el("div", { className: "buttons" });
+  buttons.append(el("button", { value: "send", id: "ctl-confirm-send" }, "ctlSend"),
+    el("button", { value: "cancel", id: "ctl-confirm-cancel", className: "secondary" }, "ctlCancel"));
+  form.append(el("h3", { id: "ctl-confirm-title" }, "ctlConfirmTitle"), text, buttons);
+  dialog.append(form);
+  container.append(dialog);
+  return dialog;
+}
+
 // the confirmation: a modal dialog naming the device, the value and how long; true to send
 export function confirmOverride(dialog, device, value, expiresS) {
   dialog.querySelector("[data-field=confirm-text]").textContent = t("ctlConfirmText", {

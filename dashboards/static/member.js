@@ -9,7 +9,7 @@ import {
   fmtEur, fmtHM, fmtPct, fmtPower, getToken, legend, onLangChange, recall, registerServiceWorker,
   remember, renderState, setupLangSelect, t, todayIso,
 } from "./common.js";
-import { applyOverride, fmtHeld, renderControls } from "./controls.js";
+import { applyOverride, confirmDialog, fmtHeld, renderControls } from "./controls.js";
 import { ALARM, ALARM_STATE, COMMUNITY, LIVE, LIVE_ALARM, MEMBER, TYPE, channel as channelOf } from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
@@ -295,7 +295,7 @@ function renderMyControls() {
   $("my-controls").hidden = !state.controls.length;
   if (!state.controls.length) return;
   renderControls($("controls-table"), state.controls, async (device, value, expiresS) => {
-    const sent = await applyOverride({ cid: state.cid, token: state.token, dialog: $("ctl-confirm"),
+    const sent = await applyOverride({ cid: state.cid, token: state.token, dialog: confirmDialog($("controls-table").closest("section")),
       status: $("ctl-status"), reason: t("ctlReason") }, device, value, expiresS);
     if (sent) await loadControls();
   });
