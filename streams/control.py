@@ -38,6 +38,8 @@ from streams.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
+PENDING_MAX = 50_000
+
 
 class WorkerRules:
     """The worker's :class:`control.run.ControlLoop`, fed by the live path.
@@ -51,8 +53,10 @@ class WorkerRules:
         self.store = store
         self.loop: Any = None  # control.run.ControlLoop once made
         #: live updates (None: a rebalance) from the event loop, in order, for the rules'
-        #: thread; a deque because its append and popleft are thread-safe
-        self.pending: deque[LiveMessage | None] = deque()
+        #: thread; a deque because its append and popleft are thread-safe. Bounded: if the
+        #: rules' thread is stuck (ClickHouse hanging), the oldest updates go first — they
+        #: would be too old to act on anyway (``max_age_s``)
+        self.pending: deque[LiveMessage | None] = deque(maxlen=PENDING_MAX)
         self.commands = Counter("ioe_worker_rule_commands", "commands decided by the rules",
                                 ["status"], registry=ctx.metrics)
         self.errors = Counter("ioe_worker_rule_errors", "rule evaluations that raised",
