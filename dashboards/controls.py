@@ -30,6 +30,9 @@ from ioe.settings import Settings
 
 #: the point the control centre acts on, per kind of device
 DEFAULT_KEYS = {"modbus": "power_limit_pct", "relay": "relay", "ev": "ev_current_a"}
+#: kinds whose device drops a value by itself after ``revert_s`` (an inverter's revert timer,
+#: a charging profile's duration); a relay has none: its override's expiry only pauses rules
+REVERTING_KINDS = frozenset({"modbus", "ev"})
 DEFAULT_EXPIRY_S = 900
 MIN_EXPIRY_S, MAX_EXPIRY_S = 60, 65534  # 65534 s: the largest SunSpec revert timer
 MAX_REASON = 200
@@ -116,7 +119,7 @@ def device_controls(devices: Iterable[Device], entries: Sequence[CommandEntry],
             since_ms=(held.executed_at_ms or held.issued_at_ms) if held else None,
             requested_by=held.requested_by if held else "", reason=held.reason if held else "",
             expires_at_ms=((held.executed_at_ms or held.issued_at_ms) + revert * 1000)
-            if held and revert else None,
+            if held and revert and kind in REVERTING_KINDS else None,
             last_command_id=mine[0].command_id if mine else None,
             last_state=mine[0].state if mine else None,
             last_rule_id=rule.rule_id if rule else "", last_rule_reason=rule.reason if rule else "",

@@ -117,6 +117,18 @@ def test_an_override_needs_confirmation_permission_and_bounds(server: LiveServer
     own = call(server, member, "POST", {"device_id": HEATER, "key": "relay", "value": "on",
                                         "expires_s": 900, "confirm": True})
     assert own.status_code == 202 and own.json()["requested_by"] == "member:m1"
+    # acknowledged, the relay holds "on" — with no device-side revert (a relay has no timer):
+    # the 900 s only pause the rules on it
+    log = CommandLog(server.settings)
+    try:
+        log.add_results([CommandResult(own.json()["command_id"], CID, HEATER, "relay",
+                                       "acknowledged", "on", "on", "mqtt-bridge",
+                                       int(time.time() * 1000))])
+    finally:
+        log.close()
+    heater = call(server, member).json()["devices"][0]
+    assert heater["value"] == "on" and heater["expires_at_ms"] is None
+    assert heater["override_by"] == "member:m1"
 
 
 def test_an_override_is_sent_logged_held_and_shown_once_read_back(server: LiveServer) -> None:
