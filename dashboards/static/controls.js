@@ -68,13 +68,27 @@ function overrideForm(device, onApply) {
   return form;
 }
 
-// the table body: one row per device, data-field cells (the tests read them)
+// the columns of the controls table, the same on both pages (the header is made from this)
+const COLUMNS = Object.freeze(["ctlDevice", "ctlNow", "ctlBy", "ctlUntil", "ctlRule", "ctlOverride", "ctlAction"]);
+
+function ensureHead(table) {
+  if (table.tHead) return;
+  const row = table.createTHead().insertRow();
+  for (const key of COLUMNS) {
+    const th = Object.assign(document.createElement("th"), { scope: "col", textContent: t(key) });
+    th.dataset.i18n = key;
+    row.append(th);
+  }
+}
+
+// the table: one row per device, data-field cells (the tests read them)
 export function renderControls(table, devices, onApply) {
+  ensureHead(table);
   const body = table.tBodies[0];
   if (!devices.length) {
     const tr = document.createElement("tr");
     tr.className = "none";
-    tr.append(cell(t("ctlNone"), { colspan: table.tHead.rows[0].cells.length }));
+    tr.append(cell(t("ctlNone"), { colspan: COLUMNS.length }));
     body.replaceChildren(tr);
     return;
   }

@@ -70,6 +70,27 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
+def start_executors(settings, tmp_path: Path, registry: Path, inverter_port: int, root: str,
+                    unique_id: str) -> list[subprocess.Popen[bytes]]:
+    """The two executors of the loop as processes: the Modbus edge (the inverter's limits) and
+    the MQTT bridge with ``--control`` (the relays)."""
+    (tmp_path / "edge.yaml").write_text(yaml.safe_dump({
+        "edge": {"queue_path": str(tmp_path / "edge.sqlite"), "registry": str(registry),
+                 "kafka_bootstrap": settings.kafka_bootstrap,
+                 "topic_prefix": settings.topic_prefix},
+        "devices": [{"id": "inv-1", "map": "sunspec", "host": "127.0.0.1", "port": inverter_port,
+                     "poll_interval_s": 0.5, "timeout_s": 2}],
+        "control": {"enabled": True, "group_id": f"edge-{unique_id}"},
+    }))
+    return [
+        start(settings, ["modbus-edge", "run", "--config", str(tmp_path / "edge.yaml")],
+              tmp_path / "edge.log"),
+        start(settings, ["mqtt-bridge", "run", "--control", "--registry", str(registry),
+                         "--no-follow-registry", "--topic-root", root,
+                         "--client-id", f"bridge-{unique_id}"], tmp_path / "bridge.log"),
+    ]
+
+
 def inverter_powers(settings) -> list[float]:
     from kafka import KafkaConsumer, TopicPartition
 
@@ -99,20 +120,8 @@ def test_rule_loop_acts_on_the_inverter_and_the_boiler(stack_settings, tmp_path,
     relays = FakeRelays(settings, root, gen1=[f"{COMMUNITY}-boiler"])
     registry = write_registry(tmp_path / "registry.yaml", inverter_port=server.port)
     (tmp_path / "rules.yaml").write_text(RULES)
-    (tmp_path / "edge.yaml").write_text(yaml.safe_dump({
-        "edge": {"queue_path": str(tmp_path / "edge.sqlite"), "registry": str(registry),
-                 "kafka_bootstrap": settings.kafka_bootstrap,
-                 "topic_prefix": settings.topic_prefix},
-        "devices": [{"id": "inv-1", "map": "sunspec", "host": "127.0.0.1", "port": server.port,
-                     "poll_interval_s": 0.5, "timeout_s": 2}],
-        "control": {"enabled": True, "group_id": f"edge-{unique_id}"},
-    }))
     processes = [
-        start(settings, ["modbus-edge", "run", "--config", str(tmp_path / "edge.yaml")],
-              tmp_path / "edge.log"),
-        start(settings, ["mqtt-bridge", "run", "--control", "--registry", str(registry),
-                         "--no-follow-registry", "--topic-root", root,
-                         "--client-id", f"bridge-{unique_id}"], tmp_path / "bridge.log"),
+        *start_executors(settings, tmp_path, registry, server.port, root, unique_id),
         start(settings, ["control", "run", "--rules", str(tmp_path / "rules.yaml"),
                          "--registry", str(registry), "--interval-s", "0.5"],
               tmp_path / "control.log"),
@@ -206,20 +215,8 @@ def test_the_worker_runs_the_rules_on_its_own_live_state(stack_settings, tmp_pat
     assert {d["id"] for d in doc["communities"][0]["devices"]} >= {"meter-m1", "meter-m2"}
     publish(registry, settings)
     (tmp_path / "rules.yaml").write_text(WORKER_RULES)
-    (tmp_path / "edge.yaml").write_text(yaml.safe_dump({
-        "edge": {"queue_path": str(tmp_path / "edge.sqlite"), "registry": str(registry),
-                 "kafka_bootstrap": settings.kafka_bootstrap,
-                 "topic_prefix": settings.topic_prefix},
-        "devices": [{"id": "inv-1", "map": "sunspec", "host": "127.0.0.1", "port": server.port,
-                     "poll_interval_s": 0.5, "timeout_s": 2}],
-        "control": {"enabled": True, "group_id": f"edge-{unique_id}"},
-    }))
     processes = [
-        start(settings, ["modbus-edge", "run", "--config", str(tmp_path / "edge.yaml")],
-              tmp_path / "edge.log"),
-        start(settings, ["mqtt-bridge", "run", "--control", "--registry", str(registry),
-                         "--no-follow-registry", "--topic-root", root,
-                         "--client-id", f"bridge-{unique_id}"], tmp_path / "bridge.log"),
+        *start_executors(settings, tmp_path, registry, server.port, root, unique_id),
         start(settings, ["worker", "--rules", str(tmp_path / "rules.yaml"), "--stall-s", "0",
                          "--data-dir", str(tmp_path / "faust")], tmp_path / "worker.log"),
     ]
