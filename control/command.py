@@ -2,7 +2,7 @@
 and ``ocpp``: the OCPP 1.6J central system the EV chargers connect to.
 
 ``send`` is also the hand test of the whole path: it goes through the permission and bounds
-checks, the ``ioe.commands`` topic, the edge or bridge that owns the device, the device, and
+checks, the ``ioe.commands.<community>`` topic, the edge or bridge that owns the device, the device, and
 back on ``ioe.command-results``; it prints the result as one JSON line and exits 0 only when
 the device acknowledged (2: refused, failed or expired).
 """
@@ -85,7 +85,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     ocpp.add_argument("--timeout-s", type=float, default=10.0,
                       help="how long to wait for a charger's answer")
     ocpp.add_argument("--group-id", default=None,
-                      help="consumer group of ioe.commands (one per central system)")
+                      help="consumer group of the command topics (one per central system)")
     ocpp.add_argument("--require-auth", action="store_true",
                       help="refuse chargers whose registry entry has no auth_key_env")
     ocpp.add_argument("--log-frames", action="store_true",

@@ -7,7 +7,7 @@ already holds exactly that for every command, the rules' and the people's.
 
 An override is a command like any other: :func:`control.commands.issue` applies the same
 permission, bounds and per-device rate limit as ``ioe control send``; the command is stored in
-the log and sent on ``ioe.commands`` for the edge or bridge that owns the device. Its expiry is
+the log and sent on ``ioe.commands.<community>`` for the edge or bridge that owns the device. Its expiry is
 its ``revert_s``: an inverter or a battery drops the limit by itself then, and the rules on that
 point pause until then (:meth:`control.run.ControlLoop.step`), so a rule never undoes an
 operator's override while it holds. The request must say ``"confirm": true``: the control

@@ -561,7 +561,7 @@ def row(message: object, columns: tuple[Column, ...]) -> tuple[Any, ...]:
     return tuple(c.convert(getattr(message, c.field)) for c in columns)
 
 
-# -- ioe.commands / ioe.command-results (control/, docs/design-notes.md "Control activo") ------
+# -- ioe.commands.<community> / ioe.command-results (control/, docs/design-notes.md "Control activo") ------
 class CommandStatus(StrEnum):
     """How a command ended, as its executor reports it on ``ioe.command-results``."""
 

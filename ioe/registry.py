@@ -11,6 +11,7 @@ official meter, fed by the Datadis connector.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -421,12 +422,20 @@ def parse_registry(document: Any, *, source: str = "<registry>",
     communities = check.get(document, "communities", list)
     registry = Registry()
     seen_devices: dict[str, str] = {}
+    seen_cups: dict[str, str] = {}
     for raw in communities:
         if not isinstance(raw, dict):
             raise check.fail(document, "each community must be a mapping")
         community = _parse_community(raw, check, base_dir or Path("."))
         if community.id in registry.communities:
             raise check.fail(raw, f"duplicate community {community.id!r}")
+        for member in community.members:
+            # RD 244/2019 art. 4: a supply point takes part in one self-consumption only
+            if member.cups in seen_cups:
+                raise check.fail(raw, f"community {community.id}: CUPS {member.cups} of member "
+                                      f"{member.id} is already in community "
+                                      f"{seen_cups[member.cups]!r}")
+            seen_cups[member.cups] = community.id
         for device in community.devices:
             if device.id in seen_devices:
                 raise check.fail(raw, f"device {device.id!r} appears in communities "
@@ -436,8 +445,16 @@ def parse_registry(document: Any, *, source: str = "<registry>",
     return registry
 
 
+#: ids that are safe inside a topic name (``ioe.commands.<community>``), an ACL file and a
+#: certificate subject (ioe/edge/identity.py uses the same rule)
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
 def _parse_community(raw: dict[str, Any], check: _Checker, base_dir: Path) -> Community:
     cid = check.get(raw, "id", str)
+    if not SAFE_ID.match(cid):
+        raise check.fail(raw, f"community id {cid!r}: use letters, digits, '-' and '_' (at most "
+                              "64, starting with a letter or digit)", "id")
     what = f"community {cid}: "
     timezone = check.get(raw, "timezone", str, "Europe/Madrid", what)
     location = check.get(raw, "location", dict, {}, what)

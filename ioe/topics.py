@@ -44,15 +44,29 @@ TOPICS: tuple[TopicSpec, ...] = (
 BY_NAME = {spec.name: spec for spec in TOPICS}
 
 # -- active control (control/) ----------------------------------------------------------------
-# commands keyed by community so one consumer sees a community's commands in order; a command is
-# short-lived (it has a deadline), its result is the audit trail
-COMMANDS = "ioe.commands"
+# Commands go on one topic per community, ``ioe.commands.<community>``: an edge's Kafka ACL can
+# then allow it to read its own community's commands and no other's (ioe/edge/kafka_access.py).
+# One partition each: a community's commands are read in the order they were sent. A command is
+# short-lived (it has a deadline); its result is the audit trail, on one shared topic that edges
+# may only write.
+COMMANDS_PREFIX = "ioe.commands."
 COMMAND_RESULTS = "ioe.command-results"
+COMMANDS_RETENTION_MS = 7 * 24 * 3600 * 1000
 TOPICS += (
-    TopicSpec(COMMANDS, "community_id", "commands to devices (setting, who, why, deadline)",
-              config={"retention.ms": str(7 * 24 * 3600 * 1000)}),
     TopicSpec(COMMAND_RESULTS, "community_id",
               "what each command did: acknowledged, failed or expired, with read-back",
               config={"retention.ms": str(30 * 24 * 3600 * 1000)}),
 )
 BY_NAME = {spec.name: spec for spec in TOPICS}
+
+
+def commands_topic(community_id: str) -> str:
+    """The (unprefixed) topic of one community's commands to its devices."""
+    return COMMANDS_PREFIX + community_id
+
+
+def commands_spec(community_id: str) -> TopicSpec:
+    """Created by ``ioe registry apply`` and by ``ioe edge enrol`` (an edge cannot create it)."""
+    return TopicSpec(commands_topic(community_id), "community_id",
+                     f"commands to the devices of {community_id} (setting, who, why, deadline)",
+                     partitions=1, config={"retention.ms": str(COMMANDS_RETENTION_MS)})

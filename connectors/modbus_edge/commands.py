@@ -1,4 +1,4 @@
-"""The edge's side of active control: execute ``ioe.commands`` for this edge's devices.
+"""The edge's side of active control: execute the commands for this edge's devices.
 
 Why through the agent's own links: a device often accepts one TCP connection only, and a write
 must never interleave with a poll. The executor uses the :class:`Link` (and its lock) the
@@ -7,11 +7,16 @@ poller of the same device uses, writes through the map's ``writable`` section
 back) and reports on ``ioe.command-results``. A command past its deadline is answered
 ``expired`` by :class:`control.bus.ExecutorLoop` and never written.
 
+It reads only the command topics of its devices' communities (``ioe.commands.<community>``),
+with the credentials the agent forwards readings with — an enrolment bundle's SASL_SSL user,
+whose ACL allows exactly those topics and consumer groups named ``ioe-modbus-edge-<principal>…``.
+
 Enabled by a ``control:`` section in the edge config (``ioe modbus-edge run``)::
 
     control:
       enabled: true
       group_id: modbus-edge-plant-1   # one per edge: its committed offsets survive a restart
+                                      # (default: ioe-modbus-edge-<bundle principal or host>)
 """
 
 from __future__ import annotations
@@ -52,14 +57,17 @@ class EdgeCommands:
     """Executes commands for the devices of one edge (``devices``: id -> config and link)."""
 
     def __init__(self, settings: Settings, devices: Mapping[str, tuple[DeviceConfig, Link]],
-                 *, group_id: str | None = None) -> None:
+                 *, communities: set[str], group_id: str | None = None,
+                 client_options: Mapping[str, Any] | None = None) -> None:
         self.settings = settings
         self.writers = {device_id: Writer(config, link, writables_of(config))
                         for device_id, (config, link) in devices.items()}
-        self.loop = ExecutorLoop(settings, group_id=group_id or
-                                 f"ioe-modbus-edge-{socket.gethostname()}", executor=EXECUTOR,
+        options = dict(client_options or {})
+        self.loop = ExecutorLoop(settings, group_id=group_id or default_group(options),
+                                 executor=EXECUTOR,
                                  handles=lambda c: c.device_id in self.writers,
-                                 execute=self.execute)
+                                 execute=self.execute, communities=communities,
+                                 client_options=options)
 
     def execute(self, command: Command) -> CommandResult:
         writer = self.writers[command.device_id]
@@ -96,10 +104,25 @@ class EdgeCommands:
         self.loop.stop()
 
 
+def default_group(client_options: Mapping[str, Any]) -> str:
+    """``ioe-modbus-edge-<principal>`` with a bundle (the only groups its ACL allows), else
+    ``ioe-modbus-edge-<host>``."""
+    return f"ioe-modbus-edge-{client_options.get('sasl_plain_username') or socket.gethostname()}"
+
+
 def attach(agent: Any, options: Mapping[str, Any] | None) -> EdgeCommands | None:
     """Start executing commands for a running :class:`Agent` when its config enables it."""
     options = options or {}
     if not options.get("enabled"):
         return None
     devices = {p.device.id: (p.device, p.link) for p in agent.pollers}
-    return EdgeCommands(agent.settings, devices, group_id=options.get("group_id")).start()
+    registry = agent.router.registry
+    communities = {known.community_id for device_id in devices
+                   if registry is not None and (known := registry.device(device_id))}
+    if not communities:
+        log.warning("modbus edge: control enabled but none of its devices is in the registry; "
+                    "no commands will be executed")
+        return None
+    return EdgeCommands(agent.settings, devices, communities=communities,
+                        group_id=options.get("group_id"),
+                        client_options=agent.config.kafka_client).start()

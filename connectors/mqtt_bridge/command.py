@@ -54,7 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--no-follow-registry", action="store_true",
                      help="do not follow the ioe.registry topic (YAML only)")
     run.add_argument("--control", action="store_true",
-                     help="also execute ioe.commands for the registry's relays (Shelly, "
+                     help="also execute the commands (ioe.commands.<community>) for the registry's relays (Shelly, "
                           "Tasmota): connectors/mqtt_bridge/commands.py")
     one = parser.add_argument_group("decode")
     one.add_argument("--topic", help="MQTT topic of the message")

@@ -135,7 +135,7 @@ class RelayCommands:
         self.client.on_subscribe = self._on_subscribe
         self.loop = ExecutorLoop(settings, group_id=group_id or f"{self.src}-commands",
                                  executor=EXECUTOR, handles=self.handles,
-                                 execute=self.execute)
+                                 execute=self.execute, known=registry.communities)
 
     # -- MQTT plumbing -----------------------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,

@@ -10,7 +10,7 @@ back on it. Modules, one concept each:
 - ``meter``    ``MeterValues`` (and transaction start/stop registers) → contract readings, with
   the measurand/unit table — pure
 - ``central``  the websocket server, one session per charge point, readings to ``ioe.readings``
-  and the executor of ``ioe.commands`` (a command waits for its charger until its deadline,
+  and the executor of ``ioe.commands.<community>`` (a command waits for its charger until its deadline,
   then expires; it is never executed late)
 
 Registry device of a charger::

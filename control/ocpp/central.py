@@ -15,7 +15,7 @@ everything travels on it — its meter values one way, our charging profiles the
   device on ``ioe.readings``; the charger gets its answer only once Kafka has them (a charger
   retries an unanswered message: nothing is lost while Kafka is away). A reading the contract
   refuses goes to ``ioe.deadletter``.
-* **Commands.** :class:`control.bus.ExecutorLoop` hands over the ``ioe.commands`` of the
+* **Commands.** :class:`control.bus.ExecutorLoop` hands over the ``ioe.commands.<community>`` of the
   registry's chargers (``ev_current_a``, ``ev_power_w``). A command for a charger that is
   connected and accepted runs at once (one at a time per charger, in order): bounds
   (:mod:`control.ocpp.limits`; refused: nothing sent), ``SetChargingProfile`` with a duration,
@@ -270,7 +270,8 @@ class CentralSystem:
         self.waiting: dict[str, list[_Waiting]] = {}
         self.commands = ExecutorLoop(settings, group_id=group_id or
                                      f"ioe-ocpp-{socket.gethostname()}", executor=EXECUTOR,
-                                     handles=self.handles, execute=self.execute)
+                                     handles=self.handles, execute=self.execute,
+                                     known=registry.communities)
         #: transaction ids continue from the clock, so a restart never reuses the id of a
         #: transaction a charger still has open (int32 until 2038, one id per second on average)
         self._transactions = int(time.time())

@@ -18,11 +18,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def publish(registry_path: Path, settings=None) -> list[str]:  # noqa: ANN001
     from ioe.kafka import ensure_topics, make_producer
-    from ioe.topics import BY_NAME
+    from ioe.topics import BY_NAME, commands_spec
 
     settings = settings or get_settings()
     registry = load_registry(registry_path)
-    ensure_topics(settings, [BY_NAME[REGISTRY]])
+    # each community's command topic too: an edge may read it but not create it
+    ensure_topics(settings, [BY_NAME[REGISTRY],
+                             *(commands_spec(cid) for cid in sorted(registry.communities))])
     producer = make_producer(settings)
     try:
         for community in registry.communities.values():

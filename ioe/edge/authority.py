@@ -150,7 +150,7 @@ class EdgeAuthority:
                 raise EnrolError("the bundle names a Kafka listener but no Kafka admin is "
                                  "configured (or enrol with --kafka none)")
             try:
-                self.kafka.grant(bundle.kafka_user, bundle.kafka_password())
+                self.kafka.grant(bundle.kafka_user, edge.community, bundle.kafka_password())
             except KafkaAccessError as exc:
                 raise EnrolError(f"{exc} (or enrol with --kafka none)") from exc
         record = EdgeRecord(id=edge, enrolled_at=dt.datetime.now(dt.UTC).replace(microsecond=0),

@@ -8,10 +8,9 @@ is unambiguous and safe inside an ACL file, a topic and a certificate subject.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+from ioe.registry import SAFE_ID as _ID
 
 
 class IdentityError(ValueError):

@@ -10,8 +10,10 @@ The password itself is never sent nor kept here: kafka-python derives the salted
 credential (no new connection authenticates) and the ACLs (an open connection is refused at
 its next request; ``connections.max.reauth.ms`` closes it within minutes).
 
-Limitation: ``ioe.commands`` is one topic keyed by community, so a topic ACL cannot stop an
-edge from reading other edges' commands there; the MQTT command channel is per edge.
+Commands are one topic per community (``ioe.commands.<community>``), so the ACL lets an edge read
+its own community's commands and no other's; :meth:`KafkaAccess.grant` creates that topic, since
+the edge may not. Within a community, its edges share the topic (each executes only its own
+devices); the MQTT command channel is per edge.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ioe.topics import COMMAND_RESULTS, COMMANDS, DEADLETTER, READINGS
+from ioe.topics import COMMAND_RESULTS, DEADLETTER, READINGS, commands_spec, commands_topic
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +42,13 @@ class Grant:
     prefixed: bool = False
 
 
-def grants(principal: str, topic_prefix: str = "") -> list[Grant]:
+def grants(principal: str, community: str, topic_prefix: str = "") -> list[Grant]:
     out: list[Grant] = []
     for topic in (READINGS, DEADLETTER, COMMAND_RESULTS):
         out += [Grant("topic", topic_prefix + topic, "WRITE"),
                 Grant("topic", topic_prefix + topic, "DESCRIBE")]
-    out += [Grant("topic", topic_prefix + COMMANDS, "READ"),
-            Grant("topic", topic_prefix + COMMANDS, "DESCRIBE"),
+    commands = topic_prefix + commands_topic(community)
+    out += [Grant("topic", commands, "READ"), Grant("topic", commands, "DESCRIBE"),
             Grant("group", group_prefix(principal), "READ", prefixed=True)]
     return out
 
@@ -87,15 +89,16 @@ class KafkaAccess:
         return ACL(f"User:{principal}", "*", ACLOperation[grant.operation],
                    ACLPermissionType.ALLOW, pattern)
 
-    def grant(self, principal: str, password: str) -> None:
+    def grant(self, principal: str, community: str, password: str) -> None:
         from kafka.admin import UserScramCredentialUpsertion
 
+        self._ensure_commands_topic(community)
         admin = self._admin()
         try:
             # ACLs first: a broker without an authorizer refuses them, and then no credential
             # is left behind on it
-            result = admin.create_acls([self._acl(principal, g)
-                                        for g in grants(principal, self.topic_prefix)])
+            result = admin.create_acls([self._acl(principal, g) for g in
+                                        grants(principal, community, self.topic_prefix)])
             failed = result.get("failed") or []
             if failed:
                 raise KafkaAccessError(
@@ -108,7 +111,21 @@ class KafkaAccess:
                 raise KafkaAccessError(f"SCRAM credential of {principal}: {errors[principal]}")
         finally:
             admin.close()
-        log.info("kafka: %s may produce readings and read commands", principal)
+        log.info("kafka: %s may produce readings and read the commands of %s", principal,
+                 community)
+
+    def _ensure_commands_topic(self, community: str) -> None:
+        import dataclasses
+
+        from ioe.kafka import ensure_topics
+        from ioe.settings import get_settings
+
+        settings = dataclasses.replace(get_settings(), kafka_bootstrap=self.admin_bootstrap,
+                                       topic_prefix=self.topic_prefix)
+        try:
+            ensure_topics(settings, [commands_spec(community)], timeout_s=10)
+        except Exception as exc:  # noqa: BLE001 - NoBrokersAvailable and friends
+            raise KafkaAccessError(f"Kafka {self.admin_bootstrap} unreachable: {exc}") from exc
 
     def revoke(self, principal: str) -> None:
         from kafka.admin import (

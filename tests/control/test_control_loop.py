@@ -1,5 +1,5 @@
 """The whole rule loop, as processes on the real stack: simulated live values on ``ioe.live``
--> ``ioe control run`` (rules) -> ``ioe.commands`` -> ``ioe modbus-edge run`` and
+-> ``ioe control run`` (rules) -> ``ioe.commands.<community>`` -> ``ioe modbus-edge run`` and
 ``ioe mqtt-bridge run --control`` -> a SunSpec inverter and a Shelly relay change state ->
 the inverter's next readings on ``ioe.readings`` show the capped power, the command log in
 ClickHouse shows who acted and why."""

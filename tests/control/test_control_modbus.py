@@ -1,5 +1,5 @@
 """Commands end to end on the real stack: ``ioe control send`` (a real process) -> Kafka
-``ioe.commands`` -> the Modbus edge's executor -> a pymodbus SunSpec inverter -> read back ->
+``ioe.commands.<community>`` -> the Modbus edge's executor -> a pymodbus SunSpec inverter -> read back ->
 ``ioe.command-results`` -> ClickHouse (``ioe control log``). Refusals and an offline edge."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 
 import orjson
 import pytest
-from control_helpers import write_registry
+from control_helpers import COMMUNITY, write_registry
 
 from connectors.modbus_edge.commands import EdgeCommands
 from connectors.modbus_edge.device import DeviceConfig, Link
@@ -38,7 +38,7 @@ def plant(stack_settings, tmp_path, unique_id):
     device = DeviceConfig(id="inv-1", map=load_map("sunspec"), host="127.0.0.1",
                           port=server.port, unit=1, timeout_s=2)
     edge = EdgeCommands(stack_settings, {"inv-1": (device, Link(device))},
-                        group_id=f"edge-{unique_id}")
+                        communities={COMMUNITY}, group_id=f"edge-{unique_id}")
     try:
         yield inverter, server, registry, edge
     finally:
@@ -106,7 +106,8 @@ def test_offline_edge_expires_and_never_executes_late(stack_settings, plant):
     from control.bus import ExecutorLoop
 
     back = ExecutorLoop(stack_settings, group_id=edge.loop.group_id, executor="modbus-edge",
-                        handles=edge.loop.handles, execute=edge.execute).start()
+                        handles=edge.loop.handles, execute=edge.execute,
+                        communities={COMMUNITY}).start()
     try:
         deadline = time.monotonic() + 20
         while back.expired == 0 and time.monotonic() < deadline:

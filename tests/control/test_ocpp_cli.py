@@ -1,5 +1,5 @@
 """``ioe control ocpp`` as a process: a simulated wallbox connects to it, ``ioe control send``
-sets its current through ``ioe.commands`` and prints the acknowledged result; the log names
+sets its current through ``ioe.commands.<community>`` and prints the acknowledged result; the log names
 who asked and never the driver's id tag."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 device holds now, and a manual override from the control centre or the member's app.
 
 The override goes the whole way a command goes — checked like ``ioe control send``, stored in
-the ClickHouse command log, sent on the real ``ioe.commands`` topic — and its state is read
+the ClickHouse command log, sent on the real ``ioe.commands.<community>`` topic — and its state is read
 back from the log. The executor's side (the edge writing the inverter) is played by storing its
 result with the control package's own writer, as the edge's result reaches the log."""
 
@@ -23,7 +23,7 @@ from dashboards import tokens
 from ioe.messages import Command, CommandResult
 from ioe.registry import parse_registry
 from ioe.settings import Settings
-from ioe.topics import COMMANDS
+from ioe.topics import commands_topic
 
 pytestmark = pytest.mark.stack
 
@@ -67,7 +67,7 @@ def operator(server: LiveServer) -> str:
 def commands_on_topic(settings: Settings, command_id: str, timeout_s: float = 20) -> list[dict]:
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
                              enable_auto_commit=False)
-    topic = settings.topic(COMMANDS)
+    topic = settings.topic(commands_topic(CID))
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(parts)

@@ -295,3 +295,111 @@ def test_modbus_edge_bundle_keeps_readings_while_revoked(kafka: SecureKafka,
     assert bundle.kafka_password() not in text
     assert load_bundle(bundle_dir).kafka_password() not in text
     assert "PRIVATE KEY" not in text
+
+
+# -- commands: one topic per community, read with the bundle's credentials -------------------------
+def registry_with_inverter(path: Path, inverter_port: int) -> Path:
+    """ce-test with an inverter on the edge, and a second community the edge must not see."""
+    path.write_text(yaml.safe_dump({"communities": [
+        {"id": "ce-test", "name": "Test community", "timezone": "Europe/Madrid",
+         "location": {"latitude": 39.48, "longitude": -0.36},
+         "members": [{"id": "m01", "cups": "ES0021380404050463BV", "contracted_power_kw": 3.45}],
+         "plants": [{"id": "plant-1", "peak_power_kw": 10}],
+         "devices": [{"id": "inv-roof", "role": "generation", "plant": "plant-1",
+                      "rated_power_w": 10000,
+                      "protocol": {"type": "modbus", "host": "127.0.0.1",
+                                   "port": inverter_port, "unit": 1, "map": "sunspec"}}]},
+        {"id": "ce-other", "name": "Another community", "timezone": "Europe/Madrid",
+         "location": {"latitude": 40.4, "longitude": -3.7},
+         "members": [{"id": "m01", "cups": "ES0021310451747942WF", "contracted_power_kw": 4.6}],
+         "plants": [{"id": "plant-9", "peak_power_kw": 20}],
+         "devices": [{"id": "inv-other", "role": "generation", "plant": "plant-9",
+                      "protocol": {"type": "modbus", "host": "127.0.0.1", "port": 1,
+                                   "unit": 1, "map": "sunspec"}}]}]}))
+    return path
+
+
+def test_edge_reads_its_community_commands_and_no_other(kafka: SecureKafka,
+                                                        tmp_path: Path) -> None:
+    from ioe.commands.registry import publish
+    from ioe.topics import commands_topic
+
+    edge = EdgeId("ce-test", "reader")
+    bundle = kafka.enrol(edge, tmp_path / "reader")  # creates ce-test's command topic
+    publish(registry_with_inverter(tmp_path / "registry.yaml", 1), kafka.plain)  # and ce-other's
+
+    def read(community: str) -> list[bytes]:
+        """What the edge gets from a community's command topic: the values, or nothing when
+        the broker refuses (kafka-python logs the refusal or raises, depending on the call)."""
+        consumer = KafkaConsumer(bootstrap_servers=kafka.secure_bootstrap,
+                                 **bundle.kafka_client_options(), consumer_timeout_ms=3000,
+                                 enable_auto_commit=False)
+        try:
+            tp = TopicPartition(kafka.plain.topic(commands_topic(community)), 0)
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            return [m.value for m in consumer]
+        except KafkaError:
+            return []
+        finally:
+            consumer.close()
+
+    producer = make_producer(kafka.plain)
+    try:
+        for community in ("ce-test", "ce-other"):
+            producer.send(kafka.plain.topic(commands_topic(community)), key=community,
+                          value=f"for {community}".encode()).get(20)
+    finally:
+        producer.close()
+    assert read("ce-test") == [b"for ce-test"]
+    assert read("ce-other") == []
+    assert topic_values(kafka.plain, kafka.plain.topic(commands_topic("ce-other"))) == [
+        b"for ce-other"]  # it is there: the edge may not read it
+    kafka.authority.revoke(edge.edge, edge.community)
+
+
+def test_modbus_edge_executes_commands_over_sasl_ssl(kafka: SecureKafka, tmp_path: Path) -> None:
+    """``ioe modbus-edge --bundle`` with ``control:`` reads its community's commands and
+    answers on the results topic with its own credentials; the inverter obeys and reads back."""
+    from connectors.modbus_edge.writesim import SunSpecInverter
+    from control.bus import ResultWatcher, now_ms, send_command
+    from control.commands import Requester, issue
+    from ioe.registry import load_registry
+
+    edge = EdgeId("ce-test", "plant-control")
+    bundle_dir = tmp_path / "bundle"
+    bundle = kafka.enrol(edge, bundle_dir)
+    inverter = SunSpecInverter(rated_w=10_000, available_w=8_000)
+    server = inverter.server().start()
+    registry_path = registry_with_inverter(tmp_path / "registry.yaml", server.port)
+    (bundle_dir / "edge.yaml").write_text(yaml.safe_dump({
+        "edge": {"queue_path": str(tmp_path / "edge.sqlite"), "registry": str(registry_path)},
+        "control": {"enabled": True},
+        "devices": [{"id": "inv-roof", "map": "sunspec", "host": "127.0.0.1",
+                     "port": server.port, "poll_interval_s": 1, "timeout_s": 2}]}))
+    log = tmp_path / "agent.log"
+    agent = start_agent(bundle_dir, log)
+    watcher = ResultWatcher(kafka.plain)
+    producer = make_producer(kafka.plain)
+    try:
+        wait_for(lambda: "executing commands for 1 devices" in log.read_text(errors="replace"),
+                 60, "the edge's command executor")
+        issued = issue(load_registry(registry_path), Requester.parse("operator:ana"), "inv-roof",
+                       "power_limit_pct", 40, reason="export too high", now_ms=now_ms(),
+                       ttl_s=30, revert_s=300)
+        assert issued.status == "sent", issued
+        send_command(producer, kafka.plain, issued.command)
+        results = watcher.wait({issued.command.command_id}, now_ms() + 40_000)
+    finally:
+        producer.close()
+        watcher.close()
+        stop_agent(agent)
+        server.stop()
+    result = results.get(issued.command.command_id)
+    assert result is not None, log.read_text(errors="replace")[-3000:]
+    assert result.status == "acknowledged" and result.readback == 40
+    assert result.executor == "modbus-edge"
+    assert inverter.limit_pct == 40
+    text = log.read_text(errors="replace")
+    assert bundle.kafka_password() not in text and "PRIVATE KEY" not in text
+    kafka.authority.revoke(edge.edge, edge.community)
