@@ -201,3 +201,32 @@ def test_a_number_too_large_for_a_float_is_refused(tmp_path):
     with pytest.raises(RegistryError, match=r"registry.yaml:10: .*'contracted_power_kw' is too "
                                             r"large"):
         load_registry(write(tmp_path, body, GOOD_COEFFICIENTS))
+
+
+def second_community(member_cups: str) -> str:
+    return f"""\
+  - id: c2
+    location: {{latitude: 41.0, longitude: -4.0}}
+    members:
+      - id: z
+        cups: {member_cups}
+        contracted_power_kw: 3.45
+"""
+
+
+def test_a_supply_point_takes_part_in_one_community_only(tmp_path):
+    """RD 244/2019: one CUPS, one collective self-consumption (a second community is refused,
+    naming both)."""
+    assert load_registry(write(tmp_path, BASE + second_community(cups(7)),
+                               GOOD_COEFFICIENTS)).community("c2") is not None
+    with pytest.raises(RegistryError, match=rf"community c2: CUPS {cups(1)} of member z is "
+                                            r"already in community 'c1'"):
+        load_registry(write(tmp_path, BASE + second_community(cups(1)), GOOD_COEFFICIENTS))
+
+
+@pytest.mark.parametrize("cid", ["c 1", "c.1", "-c1", "c1/x", "c" * 65, "comunitat·1"])
+def test_a_community_id_must_be_safe_in_a_topic_name(tmp_path, cid):
+    """It names the community's command topic (ioe.commands.<id>) and edges' ACLs."""
+    with pytest.raises(RegistryError, match=r"registry.yaml:2: .*community id .*letters, digits"):
+        load_registry(write(tmp_path, BASE.replace("id: c1", f"id: '{cid}'", 1),
+                            GOOD_COEFFICIENTS))
