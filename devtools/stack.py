@@ -506,7 +506,7 @@ class SecureOptions:
 
     state_dir: Path
     mqtt_port: int = 8883
-    kafka_port: int = 9093
+    kafka_port: int = 9094
     bind: str = "0.0.0.0"  # noqa: S104 - the external listeners are the point of --secure
     server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
     #: the host Kafka advertises on its SASL_SSL listener (one of ``server_names``)

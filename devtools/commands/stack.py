@@ -19,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--secure", action="store_true",
                         help="with 'up': also the external listeners edges use — Mosquitto "
                              "TLS with client certificates and ACL on 8883, Kafka SASL_SSL "
-                             "(SCRAM-SHA-512) with ACLs on 9093 (see docs/security.md)")
+                             "(SCRAM-SHA-512) with ACLs on 9094 (see docs/security.md)")
     parser.add_argument("--no-schema", action="store_true",
                         help="with 'up': do not create topics nor apply migrations")
 

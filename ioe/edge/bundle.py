@@ -35,7 +35,7 @@ class Endpoints:
 
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 8883
-    kafka_bootstrap: str | None = "127.0.0.1:9093"
+    kafka_bootstrap: str | None = "127.0.0.1:9094"
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     enrol.add_argument("--mqtt", default=f"{host}:8883",
                        help="secure MQTT listener as the edge dials it (HOST:PORT; default "
                             "IOE_SECURE_HOST:8883)")
-    enrol.add_argument("--kafka", default=f"{host}:9093",
+    enrol.add_argument("--kafka", default=f"{host}:9094",
                        help="SASL_SSL Kafka listener as the edge dials it (default "
-                            "IOE_SECURE_HOST:9093), or 'none'")
+                            "IOE_SECURE_HOST:9094), or 'none'")
     enrol.add_argument("--topic-prefix", default="", help="Kafka topic prefix of the edge")
     revoke = sub.add_parser("revoke", help="refuse an edge from its next connection on")
     revoke.add_argument("edge")
