@@ -221,12 +221,8 @@ def _kafka_secure_properties(settings: Settings, data: Path, secure: SecureOptio
 def kafka_keystore(options: SecureOptions) -> Path:
     """The broker's key and certificate as one PEM keystore (0600) for Kafka's TLS."""
     from ioe.edge.authority import EdgeAuthority
-    from ioe.edge.files import write_private
 
-    server = EdgeAuthority(options.state_dir).server_identity(options.server_names)
-    keystore = server.key_path.parent / "kafka-keystore.pem"
-    write_private(keystore, server.key_path.read_bytes() + server.cert_path.read_bytes())
-    return keystore
+    return EdgeAuthority(options.state_dir).broker_files(options.server_names).kafka_keystore
 
 
 def start_kafka_secure(settings: Settings, local: Path,
@@ -492,12 +488,10 @@ def secure_mosquitto(settings: Settings, options: SecureOptions) -> SecureMosqui
     a fresh CRL) and describe it."""
     from ioe.edge.authority import EdgeAuthority
 
-    authority = EdgeAuthority(options.state_dir)
-    server = authority.server_identity(options.server_names)
-    authority.publish()  # ACL and CRL as of now (a CRL past its next update refuses everyone)
-    return SecureMosquitto(port=options.mqtt_port, bind=options.bind, cafile=server.ca_path,
-                           certfile=server.cert_path, keyfile=server.key_path,
-                           crlfile=authority.ca.crl_path, acl_file=authority.acl_path)
+    files = EdgeAuthority(options.state_dir).broker_files(options.server_names)
+    return SecureMosquitto(port=options.mqtt_port, bind=options.bind, cafile=files.ca,
+                           certfile=files.cert, keyfile=files.key, crlfile=files.crl,
+                           acl_file=files.acl)
 
 
 @dataclass(frozen=True)
@@ -514,15 +508,12 @@ class SecureOptions:
 
 
 def default_secure_options(settings: Settings) -> SecureOptions:
-    from ioe.edge.authority import default_state_dir
+    from ioe.edge.authority import default_state_dir, server_names_from_env
 
-    names = ["localhost", "127.0.0.1", socket.gethostname()]
-    names += [n for n in os.environ.get("IOE_SECURE_NAMES", "").split(",") if n]
-    advertised = os.environ.get("IOE_SECURE_HOST", "127.0.0.1")
     return SecureOptions(state_dir=default_state_dir(settings),
                          bind=os.environ.get("IOE_SECURE_BIND", "0.0.0.0"),  # noqa: S104
-                         server_names=tuple(dict.fromkeys([*names, advertised])),
-                         advertised_host=advertised)
+                         server_names=server_names_from_env(),
+                         advertised_host=os.environ.get("IOE_SECURE_HOST", "127.0.0.1"))
 
 
 def start_mosquitto_secure(settings: Settings, local: Path,

@@ -58,6 +58,34 @@ class ServerIdentity:
     ca_path: Path
 
 
+@dataclass(frozen=True)
+class BrokerFiles:
+    """What the brokers' secure listeners read, all in the state directory: Mosquitto's
+    ``cafile``/``certfile``/``keyfile``/``crlfile``/``acl_file`` and Kafka's PEM keystore."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    kafka_keystore: Path
+    crl: Path
+    acl: Path
+
+    def as_dict(self) -> dict[str, str]:
+        return {name: str(getattr(self, name)) for name in
+                ("ca", "cert", "key", "kafka_keystore", "crl", "acl")}
+
+
+def server_names_from_env() -> tuple[str, ...]:
+    """The names the broker certificate is valid for: this machine, ``IOE_SECURE_NAMES``
+    (comma separated) and ``IOE_SECURE_HOST`` (the name edges dial)."""
+    import socket
+
+    names = ["localhost", "127.0.0.1", socket.gethostname()]
+    names += [n for n in os.environ.get("IOE_SECURE_NAMES", "").split(",") if n]
+    names.append(os.environ.get("IOE_SECURE_HOST", "127.0.0.1"))
+    return tuple(dict.fromkeys(names))
+
+
 #: how the authority makes Mosquitto re-read its files; tests and the stack use the default
 Reloader = Callable[[Path], None]
 
@@ -108,6 +136,19 @@ class EdgeAuthority:
             issued = self.ca.issue_server("ioe-broker", names, key_path)
             write_file(cert_path, issued.pem)
         return ServerIdentity(cert_path, key_path, self.ca.cert_path)
+
+    def broker_files(self, names: tuple[str, ...]) -> BrokerFiles:
+        """Write (or refresh) everything the secure listeners read: the broker certificate
+        for ``names``, Kafka's PEM keystore (key + certificate, 0600), and the ACL and CRL as
+        of now (a CRL past its next update refuses everyone). ``ioe stack up --secure`` calls
+        it before starting the brokers; ``ioe edge broker-files`` for brokers run elsewhere
+        (the compose file's ``secure-init``)."""
+        server = self.server_identity(names)
+        keystore = server.key_path.parent / "kafka-keystore.pem"
+        write_private(keystore, server.key_path.read_bytes() + server.cert_path.read_bytes())
+        self.publish()
+        return BrokerFiles(ca=server.ca_path, cert=server.cert_path, key=server.key_path,
+                           kafka_keystore=keystore, crl=self.ca.crl_path, acl=self.acl_path)
 
     def _server_cert_fits(self, cert_path: Path, key_path: Path,
                           names: tuple[str, ...]) -> bool:

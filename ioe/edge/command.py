@@ -78,6 +78,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
             action.add_argument("--file", required=True, type=Path, help="edge YAML config")
         if name == "logs":
             action.add_argument("--lines", type=int, default=100)
+    files = sub.add_parser("broker-files", help="write the secure listeners' files (broker "
+                           "certificate, Kafka keystore, ACL, CRL) for brokers run elsewhere "
+                           "(the compose file's secure-init) and print their paths as JSON")
+    files.add_argument("--name", action="append", dest="names",
+                       help="a name the broker certificate is valid for (repeatable; default "
+                            "this machine, IOE_SECURE_NAMES and IOE_SECURE_HOST)")
     request = sub.add_parser("request", help="on the edge: make its key (0600) and print a CSR")
     request.add_argument("--community", required=True)
     request.add_argument("--edge", required=True)
@@ -130,6 +136,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.action == "enrol" and args.kafka.lower() == "none":
         access = None
     authority = EdgeAuthority(args.state, kafka=access)
+    if args.action == "broker-files":
+        import json
+
+        from ioe.edge.authority import server_names_from_env
+
+        names = tuple(args.names) if args.names else server_names_from_env()
+        print(json.dumps({"names": list(names), **authority.broker_files(names).as_dict()}))
+        return 0
     if args.action == "enrol":
         edge = EdgeId(args.community, args.edge)
         host, port = _host_port(args.mqtt, 8883)
