@@ -19,6 +19,8 @@ from typing import Any
 SCENARIOS = (
     ("worker", "bench.bench_worker", "ingest throughput and live latency through the worker"),
     ("memory", "bench.bench_worker_memory", "worker RSS holding 10,000 devices' state"),
+    ("recovery", "bench.bench_worker_recovery",
+     "worker restart to ready with 100,000 devices' state: rocksdb vs memory"),
     ("mqtt", "bench.bench_mqtt_bridge", "MQTT bridge throughput vs a bare paho subscriber"),
     ("modbus", "bench.bench_modbus_edge", "Modbus edge points/s vs raw pymodbus reads"),
     ("websocket", "bench.bench_ws_fanout", "websocket fan-out latency vs a bare uvicorn echo"),

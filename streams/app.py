@@ -3,7 +3,8 @@
 One agent consumes ``ioe.readings`` (keyed by community, so the worker owning a partition owns
 whole communities and nothing is repartitioned) in batches (:mod:`streams.processor`). Its
 state lives in changelog-backed Faust tables (``memory://`` store: on start a worker rebuilds
-its tables from the changelog topics of the partitions it is assigned), written with the
+its tables from the changelog topics of the partitions it is assigned; ``--store rocksdb``
+keeps them on disk instead, and a restart reads only the changelog written since), written with the
 typed, versioned codec of :mod:`streams.state`. Every table key is small (one device, one
 device-slot, one community-interval), so a reading never rewrites a whole community's state.
 
@@ -39,6 +40,11 @@ __all__ = ["BatchHook", "Routed", "WorkerConfig", "WorkerContext", "app_id", "cr
 log = logging.getLogger(__name__)
 
 
+#: ``--store`` -> Faust store URL. RocksDB goes through faust's rocksdict driver (wheels on
+#: PyPI, no system library): one database per table partition under the data directory.
+STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
+
+
 def app_id(settings: Settings, config: WorkerConfig) -> str:
     """The topic prefix makes tests (and tenants) independent consumer groups and changelogs."""
     return f"{settings.topic_prefix}{config.worker_id}"
@@ -49,7 +55,7 @@ def create_app(settings: Settings, config: WorkerConfig) -> tuple[faust.App, Wor
     app = faust.App(
         ident,
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
+        store=STORES[config.store],
         datadir=str(config.data_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,

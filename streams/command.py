@@ -47,6 +47,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="a community's rule file (repeat for several): this worker "
                              "evaluates it for the communities it owns and sends the commands "
                              "(see `ioe control rules validate`)")
+    parser.add_argument("--store", choices=("memory", "rocksdb"), default="memory",
+                        help="table storage: memory (rebuilt from the changelogs at each start) "
+                             "or rocksdb (on disk under --data-dir: state that outgrows memory, "
+                             "and a restart reads only the changelog written since)")
     parser.add_argument("--sink-flush-s", type=float, default=1.0,
                         help="insert into ClickHouse at least this often (s)")
 
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         live_interval_s=args.live_interval_s, emit_min_s=args.emit_min_s,
         max_gap_s=args.max_gap_s, web_port=args.web_port, bind=args.bind, data_dir=Path(data_dir),
         worker_id=args.workers_id, sink=not args.no_sink, sink_flush_s=args.sink_flush_s,
-        rule_files=tuple(args.rules),
+        rule_files=tuple(args.rules), store=args.store,
         log_level=logging.getLevelName(logging.getLogger().level).lower(),
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,10 @@ class WorkerConfig:
     anomalies: bool = True
     #: rule files evaluated by this worker for the communities it owns (``streams.control``)
     rule_files: tuple[Path, ...] = ()
+    #: where the tables live (:data:`streams.app.STORES`): in memory, rebuilt from the
+    #: changelogs at every start, or in RocksDB under ``data_dir``, where a restarted worker
+    #: finds its state and reads only the changelog written since
+    store: str = "memory"
 
 
 @dataclass

@@ -64,33 +64,50 @@ def run_settle(day: SimulatedDay, directory: Path, coefficients: Path) -> list[d
     return read_settled(out)
 
 
-def stream_through_workers(settings: Settings, day: SimulatedDay, directory: Path
-                           ) -> list[dict]:
-    """Registry + readings to the private topics, two workers, until every member-hour of the
-    day is complete in ClickHouse; the workers are stopped before the rows are returned."""
+def stream_through_workers(settings: Settings, day: SimulatedDay, directory: Path,
+                           names: tuple[str, ...] = ("w1", "w2"), *extra: str,
+                           restart_midway: bool = False) -> list[dict]:
+    """Registry + readings to the private topics, the workers ``names``, until every
+    member-hour of the day is complete in ClickHouse; the workers are stopped before the rows
+    are returned. ``restart_midway``: half the readings, the workers stopped gracefully once
+    the first hours are stored, started again on the same data directories, then the rest."""
     registry = write_registry(day, directory)
     assert publish(registry, settings) == ["ce-crosscheck"]
-    workers = [WorkerProcess(settings, directory, name, *WORKER_OPTIONS)
-               for name in ("w1", "w2")]
-    producer = make_producer(settings)
-    try:
-        sent = send_readings(producer, settings.topic(READINGS), readings(day))
-        assert sent == (MEMBERS + 1) * len(day.samples[day.inverter()])
 
-        def all_hours_complete() -> int | None:
-            count = query(settings, f"""
-                SELECT count() FROM {{db}}.balances FINAL
-                WHERE interval_s = 3600 AND complete = 1
-                  AND interval_start >= toDateTime({DAY_START // 1000})
-                  AND interval_start < toDateTime({DAY_END // 1000})""")[0][0]
-            return count if count >= MEMBERS * HOURS else None
+    def start() -> list[WorkerProcess]:
+        return [WorkerProcess(settings, directory, name, *WORKER_OPTIONS, *extra)
+                for name in names]
 
+    def complete_hours() -> int:
+        return int(query(settings, f"""
+            SELECT count() FROM {{db}}.balances FINAL
+            WHERE interval_s = 3600 AND complete = 1
+              AND interval_start >= toDateTime({DAY_START // 1000})
+              AND interval_start < toDateTime({DAY_END // 1000})""")[0][0])
+
+    def wait_for_hours(count: int, workers: list[WorkerProcess]) -> None:
         try:
-            wait_until(all_hours_complete, 150, "every member-hour in ClickHouse", 2.0)
+            wait_until(lambda: complete_hours() >= count or None, 150,
+                       f"{count} member-hours in ClickHouse", 2.0)
         except AssertionError:
             tails = "\n".join(f"--- {w.name}\n{w.log_text()[-3000:]}" for w in workers)
             raise AssertionError(f"balances incomplete: {len(clickhouse_hours(settings))} "
                                  f"rows\n{tails}") from None
+
+    every = readings(day)
+    half = len(every) // 2 if restart_midway else len(every)
+    workers = start()
+    producer = make_producer(settings)
+    try:
+        sent = send_readings(producer, settings.topic(READINGS), every[:half])
+        if restart_midway:
+            wait_for_hours(MEMBERS * 6, workers)  # the night hours are stored
+            for worker in workers:
+                worker.stop()
+            workers = start()
+            sent += send_readings(producer, settings.topic(READINGS), every[half:])
+        assert sent == (MEMBERS + 1) * len(day.samples[day.inverter()])
+        wait_for_hours(MEMBERS * HOURS, workers)
     finally:
         producer.close()
         for worker in workers:
@@ -130,6 +147,21 @@ def test_worker_balances_equal_settle_on_october_clock_change_day(stack_settings
         ch = sum(r["self_consumed_wh"] for r in stored if r["cups"] == cups)
         st = sum(float(r["self_consumed_kwh"]) * 1000 for r in settled if r["cups"] == cups)
         assert abs(ch - st) < HOURS * 1.0
+
+
+def test_a_rocksdb_worker_restarted_midway_still_equals_settle(stack_settings, tmp_path):
+    """``--store rocksdb``: the tables on disk, a graceful restart half way through the day
+    (the restarted worker finds its state in RocksDB, not only in the changelog), and every
+    member-hour still equals ``ioe settle``."""
+    day = simulate()
+    stored = stream_through_workers(stack_settings, day, tmp_path, ("r1",), "--store",
+                                    "rocksdb", restart_midway=True)
+    settled = run_settle(day, tmp_path, write_coefficients(day, tmp_path))
+    assert len(stored) == len(settled) == MEMBERS * HOURS
+    assert list((tmp_path / "r1").rglob("*.sst")) or list((tmp_path / "r1").rglob("CURRENT")), \
+        "no RocksDB database under the worker's data directory"
+    bad = differences(settled, stored)
+    assert not bad, f"{len(bad)} member-hours differ from ioe settle:\n" + "\n".join(bad[:5])
 
 
 def as_stored(settled: list[dict[str, str]]) -> list[dict]:
