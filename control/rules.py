@@ -49,7 +49,9 @@ from typing import Any
 import yaml
 
 from control.live import LiveState
+from ioe import yamllines
 from ioe.messages import Command
+from ioe.yamllines import LineDict, line_of
 
 
 class RuleError(ValueError):
@@ -119,30 +121,8 @@ KINDS: dict[str, tuple[str, str, tuple[Param, ...]]] = {
 }
 
 
-# -- YAML with line numbers --------------------------------------------------------------------
-class _Lines(dict):  # type: ignore[type-arg]
-    line: int = 0
-    key_lines: dict[str, int]
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _mapping(loader: _Loader, node: yaml.MappingNode) -> _Lines:
-    result = _Lines(loader.construct_mapping(node, deep=True))
-    result.line = node.start_mark.line + 1
-    result.key_lines = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
-    return result
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-
-
 def _line(obj: Any, key: str | None = None) -> int:
-    if key is not None and key in getattr(obj, "key_lines", {}):
-        return int(obj.key_lines[key])
-    return int(getattr(obj, "line", 1) or 1)
+    return line_of(obj, key) or 1
 
 
 def load_rules(path: str | Path, registry: Any = None) -> RuleSet:
@@ -157,7 +137,7 @@ def load_rules(path: str | Path, registry: Any = None) -> RuleSet:
 def parse_rules(text: str, *, source: str = "<rules>", registry: Any = None) -> RuleSet:
     """A rule file, checked; with ``registry`` its devices and members are checked too."""
     try:
-        document = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        document = yamllines.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -202,7 +182,7 @@ def parse_rules(text: str, *, source: str = "<rules>", registry: Any = None) -> 
     return RuleSet(community, tuple(rules), source)
 
 
-def _parse_rule(raw: _Lines, fail: Any, registry: Any, community: str) -> Rule:
+def _parse_rule(raw: LineDict, fail: Any, registry: Any, community: str) -> Rule:
     rid = raw.get("id")
     if not isinstance(rid, str) or not rid:
         raise fail(raw, "a rule needs an 'id'")

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import yaml
 
+from ioe import yamllines
 from ioe.coefficients import (
     CoefficientError,
     CoefficientSchedule,
@@ -32,6 +33,7 @@ from ioe.coefficients import (
     schedule_from_dict,
     schedule_to_dict,
 )
+from ioe.yamllines import line_of
 
 
 class Role(StrEnum):
@@ -107,8 +109,8 @@ class Device:
     @property
     def protocol_kind(self) -> ProtocolKind:
         kind = self.protocol.get("type")
-        return ProtocolKind(kind) if kind in ProtocolKind.__members__.values() else (
-            ProtocolKind.OTHER)
+        return ProtocolKind(kind) if isinstance(kind, str) and kind in (
+            ProtocolKind.__members__.values()) else ProtocolKind.OTHER
 
     @property
     def is_official(self) -> bool:
@@ -244,32 +246,8 @@ class Registry:
         return self._devices.values()
 
 
-# -- YAML loading with line numbers -----------------------------------------------------------
-class _LineDict(dict):  # type: ignore[type-arg]
-    """A mapping that remembers its own line and the line of each of its keys."""
-
-    line: int = 0
-    key_lines: dict[str, int]
-
-
-class _LineLoader(yaml.SafeLoader):
-    pass
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
-    result = _LineDict(loader.construct_mapping(node, deep=True))
-    result.line = node.start_mark.line + 1
-    result.key_lines = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
-    return result
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def _line(obj: Any, key: str | None = None) -> int:
-    if key is not None and key in getattr(obj, "key_lines", {}):
-        return int(obj.key_lines[key])
-    return getattr(obj, "line", 0)
+    return line_of(obj, key)
 
 
 class _Checker:
@@ -408,7 +386,7 @@ def load_registry(path: str | Path) -> Registry:
     """Load and validate a registry YAML file (and the coefficient files it names)."""
     path = Path(path)
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506
+        document = yamllines.load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise RegistryError(f"{path}: not valid YAML: {exc}") from None
     return parse_registry(document, source=str(path), base_dir=path.parent)
