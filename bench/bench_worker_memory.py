@@ -44,11 +44,14 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def _readings(cids: list[str], start_ms: int) -> list[Reading]:
+def _readings(cids: list[str], start_ms: int, members: int = MEMBERS,
+              per_device: int = 4) -> list[Reading]:
+    """``per_device`` readings of every device of ``cids`` (the devices of
+    ``make_community(cid, [...] * members)``), STEP_MS apart, counter and power."""
     out = []
-    for k in range(4):
+    for k in range(per_device):
         for cid in cids:
-            devices = [f"{cid}-inv1"] + [f"{cid}-m{i + 1:02d}-1" for i in range(MEMBERS)]
+            devices = [f"{cid}-inv1"] + [f"{cid}-m{i + 1:02d}-1" for i in range(members)]
             for n, device in enumerate(devices):
                 out.append(Reading(device_id=device, ts_ms=start_ms + k * STEP_MS + n,
                                    source="bench", community_id=cid, power_w=100.0 + n,

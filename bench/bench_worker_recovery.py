@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "strea
 from worker_helpers import WorkerProcess, make_community, publish_registry  # noqa: E402
 
 from bench.bench_worker import _drop_topics  # noqa: E402
-from bench.bench_worker_memory import _caught_up, rss_mb  # noqa: E402
+from bench.bench_worker_memory import _caught_up, _readings, rss_mb  # noqa: E402
 
 COMMUNITIES = 100
 MEMBERS = 999
@@ -50,18 +50,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _readings(cids: list[str], start_ms: int) -> list[Reading]:
-    out = []
-    for k in range(2):
-        for cid in cids:
-            devices = [f"{cid}-inv1"] + [f"{cid}-m{i + 1:02d}-1" for i in range(MEMBERS)]
-            for n, device in enumerate(devices):
-                out.append(Reading(device_id=device, ts_ms=start_ms + k * STEP_MS + n,
-                                   source="bench", community_id=cid, power_w=100.0 + n,
-                                   energy_wh=1000.0 + k * 10 + n))
-    return out
 
 
 def _wait_ready(port: int, worker: WorkerProcess, timeout_s: float) -> float:
@@ -143,7 +131,7 @@ def run(quick: bool = True) -> dict[str, Any]:
     start_ms = int(time.time() * 1000) - 2 * STEP_MS
 
     def readings() -> list[Reading]:
-        return _readings(cids, start_ms)
+        return _readings(cids, start_ms, members=MEMBERS, per_device=2)
 
     memory = _one_store("memory", readings, cids)
     rocksdb = _one_store("rocksdb", readings, cids)
