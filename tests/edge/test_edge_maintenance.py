@@ -11,14 +11,10 @@ readings stay in its store, which is not what is tested here.
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +42,9 @@ from ioe.edge.maintenance import (
     request,
 )
 from ioe.edge.mqtt import tls_client
-from ioe.settings import ROOT, Settings, get_settings
+from ioe.settings import Settings, get_settings
+
+from .edge_helpers import REGISTRY_YAML, free_port, start_agent, stop_agent, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -56,34 +54,6 @@ SECRET = "hunter2-not-for-logs"
 #: an offline device whose id carries a credential-looking value: the agent logs it
 PROBE = {"id": f"probe password={SECRET}", "map": "sdm630", "host": "127.0.0.1",
          "poll_interval_s": 0.5, "timeout_s": 0.3}
-
-REGISTRY_YAML = """
-communities:
-  - id: ce-test
-    name: Test community
-    timezone: Europe/Madrid
-    location: {latitude: 39.48, longitude: -0.36}
-    members:
-      - {id: m01, cups: ES0021380404050463BV, contracted_power_kw: 3.45}
-    plants:
-      - {id: plant-1, peak_power_kw: 30}
-    devices:
-      - {id: 'meter-1', role: generation, plant: plant-1}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
 
 @dataclass
 class Edge:
@@ -135,24 +105,6 @@ def counting_meter(polls: list[int]) -> SimServer:
         return None
 
     return SimServer({1: image}, on_read=on_read).start()
-
-
-def start_agent(bundle_dir: Path, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ioe.cli", "--log-level", "INFO", "modbus-edge",
-             "--bundle", str(bundle_dir)],
-            stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT), start_new_session=True)
-
-
-def stop_agent(agent: subprocess.Popen[bytes]) -> None:
-    if agent.poll() is None:
-        os.killpg(agent.pid, signal.SIGTERM)
-        try:
-            agent.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(agent.pid, signal.SIGKILL)
-            agent.wait(10)
 
 
 @pytest.fixture(scope="module")

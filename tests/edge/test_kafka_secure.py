@@ -9,13 +9,8 @@ shared one. Its loopback PLAINTEXT listener is the privileged observer.
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import socket
 import sqlite3
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,20 +29,16 @@ from ioe.edge.bundle import Bundle, Endpoints, load_bundle
 from ioe.edge.identity import EdgeId
 from ioe.edge.kafka_access import KafkaAccess
 from ioe.kafka import ensure_topics, make_producer
-from ioe.settings import ROOT, Settings, get_settings
+from ioe.settings import Settings, get_settings
 from ioe.topics import BALANCES, READINGS, REGISTRY
+
+from .edge_helpers import REGISTRY_YAML, free_port, start_agent, stop_agent, wait_for
 
 pytestmark = pytest.mark.stack
 
 EDGE = EdgeId("ce-test", "roof")
 OTHER = EdgeId("ce-test", "shed")
 PREFIX = "sec."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -169,21 +160,6 @@ def test_loopback_listener_is_unchanged(kafka: SecureKafka) -> None:
 
 
 # -- the Modbus edge from its bundle -------------------------------------------------------------
-REGISTRY_YAML = """
-communities:
-  - id: ce-test
-    name: Test community
-    timezone: Europe/Madrid
-    location: {latitude: 39.48, longitude: -0.36}
-    members:
-      - {id: m01, cups: ES0021380404050463BV, contracted_power_kw: 3.45}
-    plants:
-      - {id: plant-1, peak_power_kw: 30}
-    devices:
-      - {id: 'meter-1', role: generation, plant: plant-1}
-"""
-
-
 def f32(value: float) -> list[int]:
     raw = struct.pack(">f", value)
     return [int.from_bytes(raw[:2], "big"), int.from_bytes(raw[2:], "big")]
@@ -218,31 +194,6 @@ def queued(path: Path) -> int:
         db.close()
 
 
-def wait_for(predicate, timeout_s: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def start_agent(bundle_dir: Path, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ioe.cli", "--log-level", "DEBUG", "modbus-edge",
-             "--bundle", str(bundle_dir)],
-            stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT), start_new_session=True)
-
-
-def stop_agent(agent: subprocess.Popen[bytes]) -> None:
-    if agent.poll() is None:
-        os.killpg(agent.pid, signal.SIGTERM)
-        try:
-            agent.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(agent.pid, signal.SIGKILL)
-            agent.wait(10)
-
-
 def test_modbus_edge_bundle_keeps_readings_while_revoked(kafka: SecureKafka,
                                                          tmp_path: Path) -> None:
     edge = EdgeId("ce-test", "plant-edge")
@@ -259,7 +210,7 @@ def test_modbus_edge_bundle_keeps_readings_while_revoked(kafka: SecureKafka,
                      "port": meter.port, "poll_interval_s": 0.1, "timeout_s": 2}]}))
     log = tmp_path / "agent.log"
     topic = kafka.plain.topic(READINGS)
-    agent = start_agent(bundle_dir, log)
+    agent = start_agent(bundle_dir, log, "DEBUG")
     try:
         wait_for(lambda: polls[0] >= 5 and 0 <= queued(queue) < 3, 60, "forwarding via SASL_SSL")
         # its heartbeat, over its own TLS session, is the control centre's last contact
@@ -279,7 +230,7 @@ def test_modbus_edge_bundle_keeps_readings_while_revoked(kafka: SecureKafka,
         assert left >= 20, "readings taken while refused must stay in the store"
         # a new enrolment (new certificate and password in the same directory): all sent
         load_bundle(kafka.enrol(edge, bundle_dir).directory)
-        agent = start_agent(bundle_dir, log)
+        agent = start_agent(bundle_dir, log, "DEBUG")
         wait_for(lambda: 0 <= queued(queue) < 3, 60, "replay after the new enrolment")
     finally:
         stop_agent(agent)
@@ -378,7 +329,7 @@ def test_modbus_edge_executes_commands_over_sasl_ssl(kafka: SecureKafka, tmp_pat
         "devices": [{"id": "inv-roof", "map": "sunspec", "host": "127.0.0.1",
                      "port": server.port, "poll_interval_s": 1, "timeout_s": 2}]}))
     log = tmp_path / "agent.log"
-    agent = start_agent(bundle_dir, log)
+    agent = start_agent(bundle_dir, log, "DEBUG")
     watcher = ResultWatcher(kafka.plain)
     producer = make_producer(kafka.plain)
     try:

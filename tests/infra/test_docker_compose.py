@@ -22,6 +22,7 @@ def test_compose_has_the_stack_and_the_processes():
         assert command[0] in BY_NAME, f"{name} runs an unknown ioe command {command[0]}"
         assert services[name]["build"]["dockerfile"] == "infra/Dockerfile"
     assert (ROOT / "infra" / "Dockerfile").exists()
+    assert services["worker"]["deploy"]["replicas"] == 2  # issue 15: two workers of one group
     for volume in services["mosquitto"]["volumes"]:
         host = volume.split(":")[0]
         if host.startswith("./"):
