@@ -140,3 +140,52 @@ def test_no_secret_values_in_the_manifests() -> None:
     assert not [d for d in DOCS if d["kind"] == "Secret"]
     text = "\n".join(p.read_text() for p in K8S.glob("*.yaml")).lower()
     assert "password:" not in text and "token_secret:" not in text
+
+
+# -- the RocksDB overlay (infra/k8s/rocksdb/) ------------------------------------------------------
+ROCKSDB = K8S / "rocksdb"
+
+
+def _overlay_docs() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((ROCKSDB / "worker-statefulset.yaml").read_text()) if d]
+
+
+@pytest.mark.parametrize("doc", _overlay_docs(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_rocksdb_overlay_validates_against_the_kubernetes_schema(doc: dict[str, Any]) -> None:
+    kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_rocksdb_workers_keep_their_tables_on_their_own_volume() -> None:
+    from streams.app import WorkerConfig
+
+    (stateful,) = [d for d in _overlay_docs() if d["kind"] == "StatefulSet"]
+    pod = stateful["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = _command_parser("worker").parse_args(container["args"][1:])
+    assert args.store == "rocksdb"
+    (claim,) = stateful["spec"]["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert str(args.data_dir).startswith(mounts[claim["metadata"]["name"]] + "/")
+    # the same group member as the Deployment it replaces: grace, probe, rollout
+    base = _one("Deployment", "ioe-worker")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == base["terminationGracePeriodSeconds"] > (
+        3 * WorkerConfig().session_timeout_s)
+    assert container["readinessProbe"] == base["containers"][0]["readinessProbe"]
+    assert stateful["spec"]["updateStrategy"]["type"] == "RollingUpdate"
+    assert stateful["spec"]["serviceName"] in {d["metadata"]["name"] for d in _overlay_docs()
+                                              if d["kind"] == "Service"}
+
+
+def test_rocksdb_overlay_replaces_the_deployment_and_retargets_the_autoscaler() -> None:
+    kustomization = yaml.safe_load((ROCKSDB / "kustomization.yaml").read_text())
+    assert "../" in kustomization["resources"]
+    assert "worker-statefulset.yaml" in kustomization["resources"]
+    patches = [yaml.safe_load(p["patch"]) for p in kustomization["patches"]]
+    (deleted,) = [p for p in patches if isinstance(p, dict) and p.get("$patch") == "delete"]
+    assert (deleted["kind"], deleted["metadata"]["name"]) == ("Deployment", "ioe-worker")
+    (retarget,) = [p for p in patches if isinstance(p, list)]
+    assert retarget == [{"op": "add", "path": "/spec/scaleTargetRef/kind",
+                         "value": "StatefulSet"}]
+    scaled = _one("ScaledObject", "ioe-worker")
+    (stateful,) = [d for d in _overlay_docs() if d["kind"] == "StatefulSet"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == stateful["metadata"]["name"]
