@@ -18,6 +18,8 @@ from typing import Any
 
 SCENARIOS = (
     ("worker", "bench.bench_worker", "ingest throughput and live latency through the worker"),
+    ("scaling", "bench.bench_worker_scaling",
+     "1 and 2 workers on 8 communities over 4 partitions vs a raw consumer"),
     ("memory", "bench.bench_worker_memory", "worker RSS holding 10,000 devices' state"),
     ("recovery", "bench.bench_worker_recovery",
      "worker restart to ready with 100,000 devices' state: rocksdb vs memory"),

@@ -30,7 +30,7 @@ from ioe.topics import ANOMALIES, BALANCES, DEADLETTER, LIVE, READINGS
 from streams import control as worker_rules
 from streams.anomalies import agent as anomaly_agent
 from streams.context import BatchHook, Routed, WorkerConfig, WorkerContext
-from streams.faust_glue import hold_then_release
+from streams.faust_glue import InlineDrainConsumer, hold_then_release
 from streams.processor import TABLES, ReadingsProcessor
 from streams.sink import Sink
 from streams.state import CODEC, upgrade
@@ -76,6 +76,9 @@ def create_app(settings: Settings, config: WorkerConfig) -> tuple[faust.App, Wor
         web_bind=config.bind,
         autodiscover=False,
     )
+    # the fetch loop without four tasks per reading (:class:`streams.faust_glue.InlineDrainConsumer`)
+    transport: Any = app.transport
+    transport.Consumer = InlineDrainConsumer
     topics = {
         name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
                         key_serializer="raw", value_serializer="raw",

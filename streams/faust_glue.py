@@ -16,6 +16,10 @@ and ``faust/tables/base.py``):
   background task), and its commit flushes that buffer with a 0.1 s timeout and then commits
   anyway. :func:`drain_changelog` waits until the buffer is empty — once per batch, which is
   what made the per-event wait of the release before so expensive.
+* Faust's fetch loop (``Consumer._drain_messages``) hands each message to the conductor with
+  ``wait_first(callback(message), suspend_flow.wait())``: four tasks, an ``asyncio.wait`` and
+  three cancellations per reading, whatever the callback does. :class:`InlineDrainConsumer`
+  runs the callback inline and races it against the flow suspension only when it suspends.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.streams import _current_event
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaFaustConsumer
 
 from ioe.kafka import make_async_consumer
 from ioe.settings import Settings
@@ -74,7 +80,7 @@ async def drain_changelog(app: faust.App) -> None:
     in aiokafka's accumulator, whose flush (also done before the commit) does wait for
     delivery, so state and offsets can no longer diverge.
     """
-    buffer = app.producer.buffer
+    buffer: Any = app.producer.buffer
     while buffer.size:
         # message_sent is set after the message taken from the queue reached aiokafka, so
         # leaving this loop means the last one is there too, not merely dequeued
@@ -82,6 +88,112 @@ async def drain_changelog(app: faust.App) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(buffer.message_sent.wait(), timeout=1.0)
     await asyncio.sleep(0)
+
+
+async def _resume(coro: Any, waiting_on: Any) -> Any:
+    """Run to its end a coroutine that was started by hand and suspended on ``waiting_on``
+    (what its first ``send`` yielded: an asyncio future, or None for a bare ``sleep(0)``).
+
+    The coroutine reads the outcome of the future itself when resumed (``Future.__await__``
+    returns or raises its result), so it is resumed with ``send`` whatever the future did; only
+    a cancellation of *this* task while the future was not cancelled is thrown in."""
+    while True:
+        thrown: BaseException | None = None
+        if waiting_on is None:
+            await asyncio.sleep(0)
+        else:
+            # as a Task does with what a coroutine yields: the flag says "a task waits on me";
+            # left set, awaiting the future again fails ("await wasn't used with future")
+            waiting_on._asyncio_future_blocking = False
+            try:
+                await waiting_on
+            except asyncio.CancelledError as exc:
+                if not waiting_on.cancelled():
+                    thrown = exc
+            except BaseException:  # noqa: S110 - the coroutine reads it from the future
+                pass
+        try:
+            waiting_on = coro.throw(thrown) if thrown is not None else coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+
+
+class InlineDrainConsumer(AIOKafkaFaustConsumer):
+    """Faust's aiokafka consumer with a fetch loop that hands messages to the streams inline.
+
+    The stock loop awaits ``wait_first(callback(message), suspend_flow.wait())`` per message so
+    that a rebalance (which sets ``suspend_flow``) interrupts a delivery blocked on a full
+    stream buffer. That made four tasks, an ``asyncio.wait`` and three cancellations per
+    reading: measured with py-spy on ``bench/bench_worker.py``, about a sixth of the worker's
+    main thread. Here the callback is started inline; in the common case (flow active, room in
+    the stream's buffer, producer buffer not full) it finishes without suspending and costs one
+    call. Only when it suspends is the rest run as a task and raced against the suspension,
+    as before. The loop's bookkeeping (read offsets, gaps, ``commit_every``) is Faust's.
+    """
+
+    def on_buffer_full(self, tp: Any) -> None:
+        """Back-pressure by waiting, not by pausing the partition.
+
+        Faust's reaction to a stream buffer under pressure is to drop the partition from the
+        fetch set; with no partition left to fetch its fetch loop then sleeps a whole second
+        (``Consumer._wait_next_records``) before looking again. With one busy partition (one
+        big community) that was a second of idling at every fill, about a quarter of the
+        worker's wall time on ``bench/bench_worker.py``. Here nothing is paused: the delivery
+        of the next message waits for room in the buffer (:meth:`_deliver`), so the fetch loop
+        stops pulling exactly as long as the stream is behind, and resumes at once."""
+
+    async def _deliver(self, message: Any) -> None:
+        if self.suspend_flow.is_set():
+            await self.wait_first(self.callback(message), self.suspend_flow.wait())
+            return
+        coro: Any = self.callback(message)
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
+        task = asyncio.ensure_future(_resume(coro, waiting_on))
+        await self.wait_first(task, self.suspend_flow.wait())
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runtime loop
+        consumer_stopped = self._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        since_yield = 0
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                batch = self.getmany(timeout=1.0)
+                await self.sleep(0)  # getmany may return at once, again and again
+                if not self.should_stop:
+                    async for tp, message in batch:
+                        since_yield += 1
+                        if since_yield > 100:  # let timers and health checks run
+                            await asyncio.sleep(0)
+                            since_yield = 0
+                        offset = message.offset
+                        last = read_offset[tp]
+                        if last is not None and offset < last:
+                            continue  # older than what was read: Faust drops these too
+                        if last and offset - last > 1 and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, last + 1, offset)
+                        if self._commit_every is not None and self._n_acked >= self._commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        await self._deliver(message)
+                        read_offset[tp] = offset
+                    self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                log.info("broker stopped the consumer, shutting down")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
 
 
 class WriteBack(MutableMapping[str, Any]):
